@@ -1,0 +1,52 @@
+"""convforge: hand-written CPU and CUDA kernels for conv2d, pooling and GEMM, checked against PyTorch.
+
+The public API is Python: ``convforge.functional`` (mirrors ``torch.nn.functional``), ``convforge.nn``,
+``convforge.models``, ``convforge.data``. The compiled cores (``convforge._C`` and, when built with
+nvcc, ``convforge._cuda``) are private.
+"""
+# Lets a developer build (tools/devbuild.sh: PYTHONPATH=python:build/dev-NAME) supply the compiled
+# modules from another folder; a no-op for an installed package.
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
+
+from . import _C
+from .functional import (  # noqa: F401  (re-exported: the names a user reaches for first)
+    avg_pool2d,
+    conv2d,
+    conv2d_backward,
+    conv_output_size,
+    cross_entropy,
+    gemm,
+    linear,
+    matmul,
+    max_pool2d,
+    relu,
+    set_num_threads,
+    get_num_threads,
+)
+from . import functional  # noqa: F401
+
+__version__ = _C._build_info()["version"]
+
+
+def build_info() -> dict:
+    """Version, compiler, SIMD level chosen at run time, OpenMP threads, CUDA build and visible GPUs."""
+    info = dict(_C._build_info())
+    info["num_threads"] = _C.get_num_threads()
+    from . import cuda
+
+    info["cuda_compiled"] = cuda.is_compiled()
+    info["cuda_available"] = cuda.is_available()
+    info["gpus"] = [
+        {"name": cuda.get_device_name(i), "capability": cuda.get_device_capability(i)}
+        for i in range(cuda.device_count())
+    ]
+    return info
+
+
+def __getattr__(name):
+    # Device arrays live in the optional CUDA module; import it only when asked for.
+    if name in ("to_device", "from_dlpack", "DeviceArray"):
+        from . import cuda
+
+        return getattr(cuda, name)
+    raise AttributeError(f"module 'convforge' has no attribute {name!r}")

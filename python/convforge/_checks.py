@@ -1,0 +1,105 @@
+"""Argument checks for the functional API, in one place.
+
+Each check raises TypeError (wrong type or dtype) or ValueError (wrong rank, shape or value) with a
+message that names the op, the argument, the shapes and the rule broken. Geometry rules (output
+sizes, kernel larger than the padded input, positive strides...) are checked once, in C++
+(csrc/common/geometry.h), through ``_C.conv2d_geometry`` / ``_C.pool2d_geometry``.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+_RANK_NAMES = {1: "1-D", 2: "2-D (rows, cols)", 4: "4-D (N, C, H, W)"}
+
+
+def is_device_array(a) -> bool:
+    return not isinstance(a, np.ndarray) and (
+        hasattr(a, "__cuda_array_interface__") or hasattr(a, "__dlpack_device__")
+    )
+
+
+def float_array(op: str, name: str, a, ndim: int | None = None):
+    """A float32 array (numpy, or a device array) of the given rank; numpy inputs come back C-contiguous."""
+    if isinstance(a, np.ndarray):
+        pass
+    elif is_device_array(a):
+        from . import cuda
+
+        a = cuda._as_device_array(a)
+    else:
+        raise TypeError(
+            f"{op}: {name} must be a float32 numpy array or a convforge device array, "
+            f"got {type(a).__name__}"
+        )
+    if np.dtype(a.dtype) != np.float32:
+        raise TypeError(
+            f"{op}: {name} must have dtype float32, got {np.dtype(a.dtype)} "
+            f"(convforge never casts silently: convert with .astype(np.float32))"
+        )
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(
+            f"{op}: {name} must be {_RANK_NAMES.get(ndim, f'{ndim}-D')}, got shape {tuple(a.shape)}"
+        )
+    if isinstance(a, np.ndarray):
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def index_array(op: str, name: str, a, ndim: int | None = None):
+    """An integer array (labels, pooling indices) as int64."""
+    if isinstance(a, np.ndarray):
+        if not np.issubdtype(a.dtype, np.integer):
+            raise TypeError(f"{op}: {name} must have an integer dtype, got {a.dtype}")
+        a = np.ascontiguousarray(a, dtype=np.int64)
+    elif is_device_array(a):
+        from . import cuda
+
+        a = cuda._as_device_array(a)
+        if np.dtype(a.dtype) != np.int64:
+            raise TypeError(f"{op}: {name} on the GPU must have dtype int64, got {np.dtype(a.dtype)}")
+    else:
+        raise TypeError(f"{op}: {name} must be an integer numpy array, got {type(a).__name__}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {tuple(a.shape)}")
+    return a
+
+
+def integer(op: str, name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {v!r}")
+    return operator.index(v)
+
+
+def pair(op: str, name: str, v) -> tuple[int, int]:
+    """An int or a pair of ints, as PyTorch's _pair."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+        return integer(op, name, v[0]), integer(op, name, v[1])
+    v = integer(op, name, v)
+    return v, v
+
+
+def positive_pair(op: str, name: str, v) -> tuple[int, int]:
+    p = pair(op, name, v)
+    if p[0] <= 0 or p[1] <= 0:
+        raise ValueError(f"{op}: {name} must be positive, got {v!r}")
+    return p
+
+
+def same_shape(op: str, name: str, a, expected: tuple, what: str) -> None:
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{op}: {name} must have shape {tuple(expected)} ({what}), got {tuple(a.shape)}")
+
+
+def shape4(op: str, name: str, shape) -> tuple[int, int, int, int]:
+    try:
+        s = tuple(integer(op, name, d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a sequence of 4 ints (N, C, H, W), got {shape!r}") from None
+    if len(s) != 4 or min(s) < 0:
+        raise ValueError(f"{op}: {name} must be 4 non-negative ints (N, C, H, W), got {shape!r}")
+    return s

@@ -1,0 +1,312 @@
+"""The functional API: ``torch.nn.functional``'s names, argument order and defaults, on our kernels.
+
+Inputs are float32 arrays, NCHW: numpy arrays run on the CPU, convforge device arrays on the GPU.
+Outputs are new arrays on the inputs' device. Every function checks its arguments here
+(``_checks``), builds the geometry once in C++ (``csrc/common/geometry.h``) and dispatches by device
+(``_backend``); ``algo=`` picks a kernel variant (``convforge.functional.algos(op)`` lists them).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _C
+from . import _checks as chk
+from ._backend import backend_for
+
+__all__ = [
+    "conv2d", "conv2d_backward", "conv_output_size",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "gemm", "matmul", "linear", "linear_backward",
+    "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
+    "cross_entropy", "cross_entropy_backward",
+    "set_num_threads", "get_num_threads", "algos",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+# ---------------------------------------------------------------------------------------------
+
+def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1) -> int:
+    """floor((n + 2p - d(f-1) - 1) / s) + 1, the output length of a convolution along one axis."""
+    op = "conv_output_size"
+    n, f, s, p, d = (chk.integer(op, k, v) for k, v in
+                     (("n", n), ("kernel_size", kernel_size), ("stride", stride),
+                      ("padding", padding), ("dilation", dilation)))
+    if n <= 0 or f <= 0 or s <= 0 or d <= 0 or p < 0:
+        raise ValueError(f"{op}: n, kernel_size, stride and dilation must be positive and padding "
+                         f"non-negative, got n={n}, kernel_size={f}, stride={s}, padding={p}, dilation={d}")
+    if d * (f - 1) + 1 > n + 2 * p:
+        raise ValueError(f"{op}: kernel_size {f} (dilation {d}) is larger than the padded input {n + 2 * p}")
+    return int(_C.conv_output_size(n, f, s, p, p, d))
+
+
+def _conv_padding(op, padding, kernel_hw, stride, dilation):
+    """(top, bottom, left, right) from an int, a pair, "valid" or "same" (extra on the bottom/right, as PyTorch)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions, got stride {stride}")
+            pads = []
+            for k, d in zip(kernel_hw, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    ph, pw = chk.pair(op, "padding", padding)
+    return (ph, ph, pw, pw)
+
+
+def _conv_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
+    stride = chk.pair(op, "stride", stride)
+    dilation = chk.pair(op, "dilation", dilation)
+    groups = chk.integer(op, "groups", groups)
+    pads = _conv_padding(op, padding, tuple(w_shape[2:]), stride, dilation)
+    return _C.conv2d_geometry(tuple(x_shape), tuple(w_shape), stride, pads, dilation, groups, op)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution
+# ---------------------------------------------------------------------------------------------
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d``: x (N, C, H, W), weight (K, C/groups, R, S)."""
+    op = "conv2d"
+    x = chk.float_array(op, "x", x, 4)
+    weight = chk.float_array(op, "weight", weight, 4)
+    if bias is not None:
+        bias = chk.float_array(op, "bias", bias, 1)
+        chk.same_shape(op, "bias", bias, (weight.shape[0],), "one value per output channel")
+    g = _conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
+    be = backend_for(op, x=x, weight=weight, bias=bias)
+    return be.conv2d_forward(x, weight, bias, g, algo, False)
+
+
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    algo="auto", output_mask=(True, True, True)):
+    """Gradients of conv2d: (grad_x, grad_weight, grad_bias); output_mask skips the ones not wanted (None)."""
+    op = "conv2d_backward"
+    x = chk.float_array(op, "x", x, 4)
+    weight = chk.float_array(op, "weight", weight, 4)
+    grad_out = chk.float_array(op, "grad_out", grad_out, 4)
+    g = _conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
+    chk.same_shape(op, "grad_out", grad_out, (g.N, g.K, g.P, g.Q), "conv2d's output shape for these x and weight")
+    be = backend_for(op, grad_out=grad_out, x=x, weight=weight)
+    need_dx, need_dw, need_db = (bool(m) for m in output_mask)
+    return be.conv2d_backward(grad_out, x, weight, g, algo, need_dx, need_dw, need_db)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+# ---------------------------------------------------------------------------------------------
+
+def _pool_geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel = chk.pair(op, "kernel_size", kernel_size)
+    stride = kernel if stride is None or stride == () else chk.pair(op, "stride", stride)
+    padding = chk.pair(op, "padding", padding)
+    dilation = chk.pair(op, "dilation", dilation)
+    return _C.pool2d_geometry(tuple(x_shape), kernel, stride, padding, dilation, bool(ceil_mode), op)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, algo="auto"):
+    """Max pooling, as ``torch.nn.functional.max_pool2d``; indices are flat h*W+w positions per plane."""
+    op = "max_pool2d"
+    x = chk.float_array(op, "x", x, 4)
+    g = _pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    y, idx = backend_for(op, x=x).max_pool2d_forward(x, g, bool(return_indices), algo)
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(grad_out, indices, input_shape):
+    """Gradient of max_pool2d: grad_out scattered to the positions in indices (from return_indices=True)."""
+    op = "max_pool2d_backward"
+    grad_out = chk.float_array(op, "grad_out", grad_out, 4)
+    indices = chk.index_array(op, "indices", indices, 4)
+    chk.same_shape(op, "indices", indices, tuple(grad_out.shape), "the shape of grad_out")
+    input_shape = chk.shape4(op, "input_shape", input_shape)
+    if tuple(input_shape[:2]) != tuple(grad_out.shape[:2]):
+        raise ValueError(f"{op}: input_shape {input_shape} and grad_out shape {tuple(grad_out.shape)} "
+                         f"must agree in batch and channels")
+    return backend_for(op, grad_out=grad_out, indices=indices).max_pool2d_backward(grad_out, indices, list(input_shape))
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, algo="auto"):
+    """Average pooling, as ``torch.nn.functional.avg_pool2d``."""
+    op = "avg_pool2d"
+    x = chk.float_array(op, "x", x, 4)
+    g = _pool_geometry(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    return backend_for(op, x=x).avg_pool2d_forward(x, g, bool(count_include_pad), algo)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of avg_pool2d with respect to its input of shape input_shape."""
+    op = "avg_pool2d_backward"
+    grad_out = chk.float_array(op, "grad_out", grad_out, 4)
+    input_shape = chk.shape4(op, "input_shape", input_shape)
+    g = _pool_geometry(op, input_shape, kernel_size, stride, padding, 1, ceil_mode)
+    chk.same_shape(op, "grad_out", grad_out, (g.N, g.C, g.P, g.Q), "avg_pool2d's output shape for input_shape")
+    return backend_for(op, grad_out=grad_out).avg_pool2d_backward(grad_out, g, bool(count_include_pad))
+
+
+# ---------------------------------------------------------------------------------------------
+# GEMM and linear layers
+# ---------------------------------------------------------------------------------------------
+
+def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, algo="auto"):
+    """alpha * op(a) @ op(b) + beta * c as a new array (c is not modified); op transposes when asked."""
+    op = "gemm"
+    a = chk.float_array(op, "a", a, 2)
+    b = chk.float_array(op, "b", b, 2)
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if K != Kb:
+        raise ValueError(f"{op}: op(a) is {M}x{K} (a shape {tuple(a.shape)}, trans_a={trans_a}) but op(b) is "
+                         f"{Kb}x{N} (b shape {tuple(b.shape)}, trans_b={trans_b}): inner dimensions {K} and {Kb} differ")
+    if c is not None:
+        c = chk.float_array(op, "c", c, 2)
+        chk.same_shape(op, "c", c, (M, N), "op(a) @ op(b)")
+    be = backend_for(op, a=a, b=b, c=c)
+    return be.gemm(a, b, c, float(alpha), float(beta), bool(trans_a), bool(trans_b), algo)
+
+
+def matmul(a, b, *, algo="auto"):
+    """a @ b for 2-D arrays."""
+    return gemm(a, b, algo=algo)
+
+
+def _rows(op, name, x, features):
+    """x of shape (*, features) as a 2-D (rows, features) view."""
+    if x.ndim < 1 or x.shape[-1] != features:
+        raise ValueError(f"{op}: {name} must have shape (*, {features}) to match weight, got {tuple(x.shape)}")
+    return x if x.ndim == 2 else x.reshape(-1, features)
+
+
+def linear(x, weight, bias=None, *, algo="auto"):
+    """x @ weight.T + bias, as ``torch.nn.functional.linear``; x is (*, in_features), weight (out, in)."""
+    op = "linear"
+    x = chk.float_array(op, "x", x)
+    weight = chk.float_array(op, "weight", weight, 2)
+    out_f, in_f = weight.shape
+    if bias is not None:
+        bias = chk.float_array(op, "bias", bias, 1)
+        chk.same_shape(op, "bias", bias, (out_f,), "one value per output feature")
+    x2 = _rows(op, "x", x, in_f)
+    be = backend_for(op, x=x2, weight=weight, bias=bias)
+    y = be.linear_forward(x2, weight, bias, algo)
+    return y if x.ndim == 2 else y.reshape(*x.shape[:-1], out_f)
+
+
+def linear_backward(grad_out, x, weight, *, algo="auto"):
+    """Gradients of linear: (grad_x, grad_weight, grad_bias)."""
+    op = "linear_backward"
+    x = chk.float_array(op, "x", x)
+    weight = chk.float_array(op, "weight", weight, 2)
+    grad_out = chk.float_array(op, "grad_out", grad_out)
+    out_f, in_f = weight.shape
+    x2 = _rows(op, "x", x, in_f)
+    g2 = _rows(op, "grad_out", grad_out, out_f)
+    if g2.shape[0] != x2.shape[0]:
+        raise ValueError(f"{op}: grad_out {tuple(grad_out.shape)} and x {tuple(x.shape)} must have the same leading dimensions")
+    be = backend_for(op, grad_out=g2, x=x2, weight=weight)
+    gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, algo)
+    gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, algo)
+    gb = be.sum_rows(g2)
+    return (gx if x.ndim == 2 else gx.reshape(x.shape)), gw, gb
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations and loss
+# ---------------------------------------------------------------------------------------------
+
+def _unary(op, fn_name, x):
+    x = chk.float_array(op, "x", x)
+    return getattr(backend_for(op, x=x), fn_name)(x)
+
+
+def _unary_backward(op, fn_name, grad_out, saved, saved_name):
+    grad_out = chk.float_array(op, "grad_out", grad_out)
+    saved = chk.float_array(op, saved_name, saved)
+    chk.same_shape(op, saved_name, saved, tuple(grad_out.shape), "the shape of grad_out")
+    return getattr(backend_for(op, grad_out=grad_out, **{saved_name: saved}), fn_name)(grad_out, saved)
+
+
+def relu(x):
+    """max(x, 0)."""
+    return _unary("relu", "relu_forward", x)
+
+
+def relu_backward(grad_out, x):
+    """grad_out where x > 0, else 0 (x is relu's input)."""
+    return _unary_backward("relu_backward", "relu_backward", grad_out, x, "x")
+
+
+def tanh(x):
+    return _unary("tanh", "tanh_forward", x)
+
+
+def tanh_backward(grad_out, y):
+    """grad_out * (1 - y^2), where y = tanh(x) is the forward output."""
+    return _unary_backward("tanh_backward", "tanh_backward", grad_out, y, "y")
+
+
+def sigmoid(x):
+    return _unary("sigmoid", "sigmoid_forward", x)
+
+
+def sigmoid_backward(grad_out, y):
+    """grad_out * y * (1 - y), where y = sigmoid(x) is the forward output."""
+    return _unary_backward("sigmoid_backward", "sigmoid_backward", grad_out, y, "y")
+
+
+def _ce_args(op, logits, labels):
+    logits = chk.float_array(op, "logits", logits, 2)
+    labels = chk.index_array(op, "labels", labels, 1)
+    n, classes = logits.shape
+    if labels.shape[0] != n:
+        raise ValueError(f"{op}: labels must have shape ({n},) to match logits {tuple(logits.shape)}, got {tuple(labels.shape)}")
+    if n == 0:
+        raise ValueError(f"{op}: the batch is empty (logits shape {tuple(logits.shape)}); the mean loss is undefined")
+    host = labels if isinstance(labels, np.ndarray) else labels.numpy()
+    lo, hi = int(host.min()), int(host.max())
+    if lo < 0 or hi >= classes:
+        raise ValueError(f"{op}: labels must be in [0, {classes}) for logits of shape {tuple(logits.shape)}, "
+                         f"got values from {lo} to {hi}")
+    return backend_for(op, logits=logits, labels=labels), logits, labels
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label], as ``torch.nn.functional.cross_entropy``."""
+    be, logits, labels = _ce_args("cross_entropy", logits, labels)
+    return float(be.cross_entropy_forward(logits, labels))
+
+
+def cross_entropy_backward(logits, labels):
+    """Gradient of the mean cross-entropy with respect to logits: (softmax - onehot) / N."""
+    be, logits, labels = _ce_args("cross_entropy_backward", logits, labels)
+    return be.cross_entropy_backward(logits, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the CPU kernels (OpenMP), for calls from any Python thread."""
+    _C.set_num_threads(chk.integer("set_num_threads", "n", n))
+
+
+def get_num_threads() -> int:
+    return int(_C.get_num_threads())
+
+
+def algos(op: str, device: str = "cpu") -> list:
+    """The kernel variants of op (conv2d_forward, conv2d_backward, gemm, pool2d) on a device."""
+    if device == "cpu":
+        return list(_C.algos(op))
+    from . import cuda
+
+    return list(cuda._backend().algos(op))

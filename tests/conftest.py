@@ -1,0 +1,60 @@
+"""Shared test helpers: fresh random inputs, the relative-error measure, poisoned outputs."""
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import _C
+
+# Tolerances of the foundation issue: ||out - ref|| / ||ref||.
+FWD_TOL = 1e-5
+BWD_TOL = 1e-4
+
+
+def rel_error(out, ref) -> float:
+    """||out - ref|| / ||ref|| in float64; inf when out has NaN (an unwritten, poisoned element)."""
+    out = np.asarray(out, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert out.shape == ref.shape, f"shape {out.shape} != reference shape {ref.shape}"
+    if not np.all(np.isfinite(out)):
+        return float("inf")
+    denom = np.linalg.norm(ref)
+    return float(np.linalg.norm(out - ref) / (denom if denom > 0 else 1.0))
+
+
+def randn(rng, *shape):
+    """Standard-normal float32 without exact zeros (zeros hide unwritten outputs)."""
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id: fresh inputs per test, reproducible per run."""
+    seed = int(os.environ.get("CONVFORGE_TEST_SEED", "0")) ^ zlib.crc32(request.node.nodeid.encode())
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs():
+    """Every output buffer starts as NaN, so a kernel that skips an element fails its test."""
+    _C._set_poison_outputs(True)
+    yield
+    _C._set_poison_outputs(False)
+
+
+@pytest.fixture(params=["scalar", "avx2", "avx512"])
+def simd_level(request):
+    """Runs a test once per SIMD level this CPU supports (the portable fallback included)."""
+    order = ["scalar", "avx2", "avx512"]
+    if order.index(request.param) > order.index(_C.simd_level_supported()):
+        pytest.skip(f"this CPU does not support {request.param}")
+    previous = _C.simd_level()
+    _C._set_simd_level(request.param)
+    yield request.param
+    _C._set_simd_level(previous)
+
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # keep torch's pool from fighting ours on small machines
