@@ -1,0 +1,200 @@
+// conv2d as GEMM over an explicit column matrix (im2col), forward and backward.
+//
+// For image n and group g, col is the (Cg*R*S) x (P*Q) matrix whose row (c, r, s) holds the
+// input value each output position reads through tap (r, s) of channel c (zero in the
+// padding). Then, with W_g the Kg x (Cg*R*S) filters of the group:
+//   forward          y_g  = W_g * col            (bias and relu in the GEMM's epilogue)
+//   backward data    dcol = W_g^T * dy_g,  dx += col2im(dcol)
+//   backward weight  dW_g += dy_g * col^T
+// The column matrix is built for a tile of output positions at a time, so the workspace is
+// bounded (kColBudget floats per thread) whatever the image size; the tile is the GEMM's N.
+//
+// Threads: with at least as many (image, group) pairs as threads, each thread takes whole
+// pairs and runs the GEMM serially (no barrier per tile); otherwise the pairs go one by one
+// and the GEMM is threaded inside.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/conv/conv2d_internal.h"
+#include "cpu/gemm/gemm.h"
+#include "cpu/gemm/gemm_blocked.h"
+
+namespace convforge::cpu::conv_detail {
+namespace {
+
+using gemm_detail::ScratchSlot;
+using gemm_detail::thread_scratch;
+
+constexpr int64_t kColBudget = int64_t(1) << 20;  // floats (4 MiB) of column matrix per thread
+
+// Output positions per tile: as many as the budget allows, at least 64 (so that repacking
+// the filters per tile stays a small cost), at most P*Q.
+int64_t tile_columns(const Conv2dGeometry& g) {
+  const int64_t rows = g.C_per_group() * g.R * g.S, PQ = g.P * g.Q;
+  int64_t nt = std::max<int64_t>(64, kColBudget / rows);
+  return std::min(nt, PQ);
+}
+
+// col (Cg*R*S x nt) = the tile [j0, j0+nt) of image-group xg's column matrix.
+void im2col_tile(const Conv2dGeometry& g, const float* xg, int64_t j0, int64_t nt, float* col) {
+  const int64_t Cg = g.C_per_group(), RS = g.R * g.S;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && Cg > 1 && Cg * RS * nt > (1 << 15))
+  for (int64_t c = 0; c < Cg; ++c) {
+    const float* xc = xg + c * g.H * g.W;
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        float* row = col + (c * RS + r * g.S + s) * nt;
+        const int64_t off_w = s * g.dilation_w - g.pad_left;
+        for_each_row_run(g.Q, j0, nt, [&](int64_t o, int64_t p, int64_t qa, int64_t qb) {
+          float* d = row + o - qa;  // d[q] is the entry of output column q
+          const int64_t ih = p * g.stride_h - g.pad_top + r * g.dilation_h;
+          if (ih < 0 || ih >= g.H) {
+            for (int64_t q = qa; q < qb; ++q) d[q] = 0.0f;
+            return;
+          }
+          const float* xr = xc + ih * g.W + off_w;
+          int64_t lo, hi;
+          valid_range(g.W, g.stride_w, off_w, qa, qb, &lo, &hi);
+          for (int64_t q = qa; q < lo; ++q) d[q] = 0.0f;
+          if (g.stride_w == 1)
+            for (int64_t q = lo; q < hi; ++q) d[q] = xr[q];
+          else
+            for (int64_t q = lo; q < hi; ++q) d[q] = xr[q * g.stride_w];
+          for (int64_t q = hi; q < qb; ++q) d[q] = 0.0f;
+        });
+      }
+  }
+}
+
+// dxg += col2im(col): the transpose of im2col_tile, a scatter-add. Threads own channels.
+void col2im_tile(const Conv2dGeometry& g, const float* col, int64_t j0, int64_t nt, float* dxg) {
+  const int64_t Cg = g.C_per_group(), RS = g.R * g.S;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && Cg > 1 && Cg * RS * nt > (1 << 15))
+  for (int64_t c = 0; c < Cg; ++c) {
+    float* dxc = dxg + c * g.H * g.W;
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const float* row = col + (c * RS + r * g.S + s) * nt;
+        const int64_t off_w = s * g.dilation_w - g.pad_left;
+        for_each_row_run(g.Q, j0, nt, [&](int64_t o, int64_t p, int64_t qa, int64_t qb) {
+          const int64_t ih = p * g.stride_h - g.pad_top + r * g.dilation_h;
+          if (ih < 0 || ih >= g.H) return;
+          const float* d = row + o - qa;
+          float* xr = dxc + ih * g.W + off_w;
+          int64_t lo, hi;
+          valid_range(g.W, g.stride_w, off_w, qa, qb, &lo, &hi);
+          for (int64_t q = lo; q < hi; ++q) xr[q * g.stride_w] += d[q];
+        });
+      }
+  }
+}
+
+// Runs body(n, grp, col_buffer) for every (image, group) pair, threaded as described above.
+template <class Body>
+void for_each_image_group(const Conv2dGeometry& g, Body body) {
+  const int64_t pairs = g.N * g.groups;
+  const int64_t col_floats = g.C_per_group() * g.R * g.S * tile_columns(g);
+  const bool outer = pairs >= omp_get_max_threads() && omp_get_max_threads() > 1 &&
+                     !omp_in_parallel();
+  if (outer) {
+#pragma omp parallel
+    {
+      float* col = thread_scratch(ScratchSlot::ConvCol, col_floats);
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < pairs; ++i) body(i / g.groups, i % g.groups, col);
+    }
+  } else {
+    float* col = thread_scratch(ScratchSlot::ConvCol, col_floats);
+    for (int64_t i = 0; i < pairs; ++i) body(i / g.groups, i % g.groups, col);
+  }
+}
+
+}  // namespace
+
+void forward_im2col(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                    float* y, bool relu) {
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
+  const int64_t PQ = g.P * g.Q, nt_max = tile_columns(g);
+  for_each_image_group(g, [&](int64_t n, int64_t grp, float* col) {
+    const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
+    const float* wg = w + grp * Kg * CRS;
+    float* yg = y + (n * g.K + grp * Kg) * PQ;
+    GemmEpilogue ep;
+    ep.row_bias = bias ? bias + grp * Kg : nullptr;
+    ep.relu = relu;
+    for (int64_t j0 = 0; j0 < PQ; j0 += nt_max) {
+      const int64_t nt = std::min(nt_max, PQ - j0);
+      im2col_tile(g, xg, j0, nt, col);
+      sgemm(false, false, Kg, nt, CRS, 1.0f, wg, CRS, col, nt, 0.0f, yg + j0, PQ, ep, "blocked");
+    }
+  });
+}
+
+void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
+  const int64_t PQ = g.P * g.Q, nt_max = tile_columns(g);
+  for_each_image_group(g, [&](int64_t n, int64_t grp, float* col) {
+    float* dxg = dx + (n * g.C + grp * Cg) * g.H * g.W;
+    std::memset(dxg, 0, sizeof(float) * Cg * g.H * g.W);
+    const float* wg = w + grp * Kg * CRS;
+    const float* dyg = dy + (n * g.K + grp * Kg) * PQ;
+    for (int64_t j0 = 0; j0 < PQ; j0 += nt_max) {
+      const int64_t nt = std::min(nt_max, PQ - j0);
+      // dcol (CRS x nt) = W_g^T (CRS x Kg) * dy_g[:, j0:j0+nt] (Kg x nt)
+      sgemm(true, false, CRS, nt, Kg, 1.0f, wg, CRS, dyg + j0, PQ, 0.0f, col, nt, {}, "blocked");
+      col2im_tile(g, col, j0, nt, dxg);
+    }
+  });
+}
+
+void backward_weight_im2col(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                            float* db) {
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
+  const int64_t PQ = g.P * g.Q, nt_max = tile_columns(g), wsize = g.w_size();
+  const int nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int64_t col_floats = CRS * nt_max;
+
+  // dW_g += dy_g[:, tile] (Kg x nt) * col^T (nt x CRS), over the tiles of one image.
+  auto accumulate_image = [&](int64_t n, float* dwacc, float* col) {
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
+      const float* dyg = dy + (n * g.K + grp * Kg) * PQ;
+      for (int64_t j0 = 0; j0 < PQ; j0 += nt_max) {
+        const int64_t nt = std::min(nt_max, PQ - j0);
+        im2col_tile(g, xg, j0, nt, col);
+        sgemm(false, true, Kg, CRS, nt, 1.0f, dyg + j0, PQ, col, nt, 1.0f,
+              dwacc + grp * Kg * CRS, CRS, {}, "blocked");
+      }
+    }
+  };
+
+  std::memset(dw, 0, sizeof(float) * wsize);
+  if (nthreads > 1 && g.N >= nthreads) {
+    // Each thread sums its images into a private dW; the partials are added at the end.
+    float* partials = thread_scratch(ScratchSlot::ConvPartial, wsize * nthreads);
+#pragma omp parallel num_threads(nthreads)
+    {
+      const int t = omp_get_thread_num(), team = omp_get_num_threads();  // team may be smaller
+      float* mine = partials + t * wsize;
+      std::memset(mine, 0, sizeof(float) * wsize);
+      float* col = thread_scratch(ScratchSlot::ConvCol, col_floats);
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g.N; ++n) accumulate_image(n, mine, col);
+      // (implicit barrier: every partial is complete)
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < wsize; ++i) {
+        float s = 0.0f;
+        for (int u = 0; u < team; ++u) s += partials[u * wsize + i];
+        dw[i] = s;
+      }
+    }
+  } else {
+    float* col = thread_scratch(ScratchSlot::ConvCol, col_floats);
+    for (int64_t n = 0; n < g.N; ++n) accumulate_image(n, dw, col);
+  }
+  bias_grad(g, dy, db);
+}
+
+}  // namespace convforge::cpu::conv_detail

@@ -1,0 +1,64 @@
+// Internals shared by the conv2d algos (one file per algo; conv2d.cpp dispatches).
+#pragma once
+
+#include <cstdint>
+
+#include "common/geometry.h"
+
+namespace convforge::cpu::conv_detail {
+
+// Forward kernels: y = conv(x, w) + bias, relu optional. Every element of y is written.
+void forward_reference(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                       float* y, bool relu);
+void forward_im2col(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                    float* y, bool relu);
+void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                      float* y, bool relu);
+void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                    float* y, bool relu);
+// The direct kernel per ISA (conv2d_direct*.cpp, one source compiled three times).
+void forward_direct_scalar(const Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y, bool relu);
+void forward_direct_avx2(const Conv2dGeometry& g, const float* x, const float* w,
+                         const float* bias, float* y, bool relu);
+void forward_direct_avx512(const Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y, bool relu);
+
+void backward_data_reference(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
+void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
+void backward_weight_reference(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                               float* db);
+void backward_weight_im2col(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                            float* db);
+
+// db[k] = sum over n, p, q of dy (db may be null: nothing to do).
+void bias_grad(const Conv2dGeometry& g, const float* dy, float* db);
+
+// Output columns q in [lo, hi) whose input column q*stride + offset lies in [0, n);
+// clamped to [q_begin, q_end). offset = s*dilation - pad.
+inline void valid_range(int64_t n, int64_t stride, int64_t offset, int64_t q_begin, int64_t q_end,
+                        int64_t* lo, int64_t* hi) {
+  // q*stride + offset >= 0  <=>  q >= ceil(-offset / stride)
+  int64_t a = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  // q*stride + offset <= n-1  <=>  q <= floor((n-1-offset) / stride)
+  int64_t b = (n - 1 - offset) < 0 ? 0 : (n - 1 - offset) / stride + 1;
+  if (a < q_begin) a = q_begin;
+  if (b > q_end) b = q_end;
+  *lo = a;
+  *hi = b > a ? b : a;
+}
+
+// Calls f(dst_offset, p, q_begin, q_end) for the runs of output positions j0..j0+nt-1
+// (flat index j = p*Q + q) that share an output row p.
+template <class F>
+inline void for_each_row_run(int64_t Q, int64_t j0, int64_t nt, F f) {
+  int64_t j = j0, off = 0;
+  while (off < nt) {
+    const int64_t p = j / Q, q = j % Q, len = (Q - q) < (nt - off) ? (Q - q) : (nt - off);
+    f(off, p, q, q + len);
+    off += len;
+    j += len;
+  }
+}
+
+}  // namespace convforge::cpu::conv_detail

@@ -1,0 +1,137 @@
+// The BLIS-style GEMM driver: five loops around a micro-kernel (see gemm_blocked.h).
+//
+// Threading: one OpenMP region for the whole call. For each (jc, pc) the team packs the
+// B block together (split by micro-panels), then splits the C block into work items of
+// (ic block x range of B micro-panels): ic blocks first, and when M gives fewer blocks
+// than threads, the columns too (each such thread packs its own copy of the A block,
+// which costs 1/ncols of its work). Small problems, and calls from inside a parallel
+// region (a convolution threaded over images), run serially.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "cpu/gemm/gemm_blocked.h"
+
+namespace convforge::cpu::gemm_detail {
+namespace {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Below this many multiply-adds, waking the thread team costs more than it saves.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 20;
+
+// K == 0: C = beta * C + biases, then relu.
+void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const GemmEpilogue& e) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float v = beta != 0.0f ? beta * C[i * ldc + j] : 0.0f;
+      if (e.row_bias) v += e.row_bias[i];
+      if (e.col_bias) v += e.col_bias[j];
+      if (e.relu) v = v > 0.0f ? v : 0.0f;
+      C[i * ldc + j] = v;
+    }
+}
+
+struct Scratch {
+  float* p = nullptr;
+  int64_t n = 0;
+  ~Scratch() { std::free(p); }
+};
+
+}  // namespace
+
+float* thread_scratch(ScratchSlot slot, int64_t count) {
+  thread_local Scratch slots[5];
+  Scratch& s = slots[static_cast<int>(slot)];
+  if (count > s.n) {
+    std::free(s.p);
+    s.p = nullptr;
+    s.n = 0;
+    const size_t bytes = static_cast<size_t>(round_up(std::max<int64_t>(count, 16) * 4, 64));
+    s.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!s.p) throw std::bad_alloc();
+    s.n = count;
+  }
+  return s.p;
+}
+
+void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, PackB b, float beta,
+                      float* C, int64_t ldc, const GemmEpilogue& epi) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return scale_only(M, N, beta, C, ldc, epi);
+
+  const GemmConfig& cfg = gemm_config(simd_level());
+  const int64_t MR = cfg.mr, NR = cfg.nr, KC = cfg.kc, NC = cfg.nc;
+  const int nthreads = (!omp_in_parallel() && M * N * K >= kMinParallelMacs)
+                           ? std::max(1, omp_get_max_threads())
+                           : 1;
+
+  // mc: at most cfg.mc, chosen so that the ic blocks divide evenly among the threads.
+  int64_t n_ic = ceil_div(M, cfg.mc);
+  if (nthreads > 1) n_ic = round_up(n_ic, nthreads);
+  const int64_t mc = round_up(ceil_div(M, n_ic), MR);
+  n_ic = ceil_div(M, mc);
+
+  const int64_t nc_max = std::min(NC, round_up(N, NR));
+  const int64_t kc_max = std::min(KC, K);
+  float* bbuf = thread_scratch(ScratchSlot::GemmB, kc_max * nc_max);
+  // Allocate the A buffers before the region: an exception must not escape it.
+  if (nthreads == 1) thread_scratch(ScratchSlot::GemmA, mc * kc_max);
+
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    float* abuf = thread_scratch(ScratchSlot::GemmA, mc * kc_max);
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      const int64_t nc = std::min(NC, N - jc);
+      const int64_t n_panels = ceil_div(nc, NR);
+      const int64_t n_split =
+          n_ic >= nthreads ? 1 : std::min<int64_t>(n_panels, ceil_div(nthreads, n_ic));
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        const bool last = pc + kc >= K;
+
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < n_panels; ++p)
+          b.fn(b.ctx, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), NR, bbuf + p * kc * NR);
+
+        TileEpilogue ep;
+        ep.alpha = alpha;
+        ep.beta = pc == 0 ? beta : 1.0f;  // later K blocks accumulate onto the first
+        ep.relu = last && epi.relu;       // bias and relu once, after the last K block
+
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < n_ic * n_split; ++item) {
+          const int64_t ic = (item / n_split) * mc, part = item % n_split;
+          const int64_t mi = std::min(mc, M - ic);
+          const int64_t p_begin = part * n_panels / n_split;
+          const int64_t p_end = (part + 1) * n_panels / n_split;
+          if (p_begin == p_end) continue;
+          a.fn(a.ctx, ic, mi, pc, kc, MR, abuf);
+          for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t jr = p * NR, nr = std::min(NR, nc - jr);
+            const float* bp = bbuf + p * kc * NR;
+            TileEpilogue t = ep;
+            if (last && epi.col_bias) t.col_bias = epi.col_bias + jc + jr;
+            for (int64_t ir = 0; ir < mi; ir += MR) {
+              if (last && epi.row_bias) t.row_bias = epi.row_bias + ic + ir;
+              cfg.kernel(kc, abuf + ir * kc, bp, C + (ic + ir) * ldc + jc + jr, ldc,
+                         std::min(MR, mi - ir), nr, t);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                   int64_t ldc, const GemmEpilogue& epi) {
+  const DenseMatrix a{A, lda, trans_a}, b{B, ldb, trans_b};
+  gemm_blocked_run(M, N, K, alpha, pack_a_dense(&a), pack_b_dense(&b), beta, C, ldc, epi);
+}
+
+}  // namespace convforge::cpu::gemm_detail

@@ -1,0 +1,99 @@
+// Internals of the BLIS-style GEMM (gemm_blocked.cpp), shared with the convolution
+// kernels that feed the same loops from their own packing routines.
+//
+//   jc over N by NC          B block  (KC x NC) packed once, lives in L3
+//    pc over K by KC
+//     ic over M by MC        A block  (MC x KC) packed per thread, lives in L2
+//      jr over NC by NR      B micro-panel (KC x NR) streams through L1
+//       ir over MC by MR     micro-kernel: an MR x NR tile of C held in registers
+//
+// Packed formats: an A micro-panel is MR rows x kc, stored k-major (for each k the MR
+// values of that column); a B micro-panel is kc x NR, stored k-major (for each k the NR
+// values of that row). Rows/columns past the matrix edge are packed as zeros, so the
+// micro-kernel always runs a full tile and only its stores are clipped.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/cpu_features.h"
+#include "cpu/gemm/gemm.h"
+
+namespace convforge::cpu::gemm_detail {
+
+// What a micro-kernel does with its tile when it writes C:
+//   C = alpha * acc + beta * C + row_bias[i] + col_bias[j], then relu.
+// beta == 0 never reads C. Pointers are already offset to the tile's first row/column.
+struct TileEpilogue {
+  float alpha = 1.0f;
+  float beta = 0.0f;
+  const float* row_bias = nullptr;
+  const float* col_bias = nullptr;
+  bool relu = false;
+};
+
+// Computes the MR x NR tile from packed panels Ap (MR x kc) and Bp (kc x NR) and writes
+// its top-left m x n part (m <= MR, n <= NR) to C (row stride ldc).
+using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C,
+                             int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+
+// The blocking constants of one ISA, all in one place (gemm_config.cpp).
+struct GemmConfig {
+  int64_t mr, nr;      // micro-tile (register block)
+  int64_t mc, kc, nc;  // cache blocks; mc is a multiple of mr, nc of nr
+  MicroKernel kernel;
+  const char* name;
+};
+
+const GemmConfig& gemm_config(SimdLevel level);
+
+void microkernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                             int64_t m, int64_t n, const TileEpilogue& ep);
+void microkernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                           int64_t m, int64_t n, const TileEpilogue& ep);
+void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, float* C,
+                              int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+
+// Packing sources. The driver asks for a block and says where to put it:
+//  A: rows [i0, i0+mi) x columns [k0, k0+kc) of op(A) -> ceil(mi/mr) micro-panels at dst
+//  B: rows [k0, k0+kc) x columns [j0, j0+nj) of op(B) -> ceil(nj/nr) micro-panels at dst
+// Each micro-panel is kc*mr (resp. kc*nr) floats, zero-padded past mi (resp. nj).
+struct PackA {
+  void (*fn)(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
+             float* dst);
+  const void* ctx;
+};
+struct PackB {
+  void (*fn)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
+             float* dst);
+  const void* ctx;
+};
+
+// A plain row-major matrix (optionally transposed) as a packing source.
+struct DenseMatrix {
+  const float* data;
+  int64_t ld;
+  bool trans;
+};
+PackA pack_a_dense(const DenseMatrix* m);
+PackB pack_b_dense(const DenseMatrix* m);
+
+// C (M x N) = alpha * A * B + beta * C with epilogue, through the five loops.
+// Runs serially when called inside an OpenMP parallel region or when the problem is small.
+void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, PackB b, float beta,
+                      float* C, int64_t ldc, const GemmEpilogue& epi);
+
+// The two algos behind sgemm() (same arguments).
+void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc, const GemmEpilogue& epi);
+void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                   int64_t ldc, const GemmEpilogue& epi);
+
+// A 64-byte aligned scratch buffer per thread and slot, grown when needed and reused,
+// so that hot paths do not allocate. Distinct users take distinct slots, since a pointer
+// from one slot stays valid only until the same slot is asked for more on this thread.
+enum class ScratchSlot { GemmA = 0, GemmB = 1, ConvCol = 2, ConvPartial = 3, ConvPartial2 = 4 };
+float* thread_scratch(ScratchSlot slot, int64_t count);
+
+}  // namespace convforge::cpu::gemm_detail

@@ -1,0 +1,67 @@
+// Packing of plain (optionally transposed) row-major matrices into the micro-panel
+// formats of gemm_blocked.h. Transposes are handled here, so the micro-kernel only
+// ever sees one layout.
+#include <cstring>
+
+#include "cpu/gemm/gemm_blocked.h"
+
+namespace convforge::cpu::gemm_detail {
+namespace {
+
+// op(A)[i0:i0+mi, k0:k0+kc] -> micro-panels of mr rows, k-major.
+void pack_a(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
+            float* dst) {
+  const auto& a = *static_cast<const DenseMatrix*>(ctx);
+  for (int64_t ip = 0; ip < mi; ip += mr, dst += kc * mr) {
+    const int64_t rows = mi - ip < mr ? mi - ip : mr;
+    if (a.trans) {
+      // op(A)[i][k] = A[k][i]: each k gives `rows` contiguous values.
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = a.data + (k0 + k) * a.ld + i0 + ip;
+        float* d = dst + k * mr;
+        int64_t ii = 0;
+        for (; ii < rows; ++ii) d[ii] = src[ii];
+        for (; ii < mr; ++ii) d[ii] = 0.0f;
+      }
+    } else {
+      for (int64_t ii = 0; ii < rows; ++ii) {
+        const float* src = a.data + (i0 + ip + ii) * a.ld + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + ii] = src[k];
+      }
+      for (int64_t ii = rows; ii < mr; ++ii)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + ii] = 0.0f;
+    }
+  }
+}
+
+// op(B)[k0:k0+kc, j0:j0+nj] -> micro-panels of nr columns, k-major.
+void pack_b(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
+            float* dst) {
+  const auto& b = *static_cast<const DenseMatrix*>(ctx);
+  for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr) {
+    const int64_t cols = nj - jp < nr ? nj - jp : nr;
+    if (b.trans) {
+      // op(B)[k][j] = B[j][k]: read each source row along k, scatter by nr.
+      for (int64_t jj = 0; jj < cols; ++jj) {
+        const float* src = b.data + (j0 + jp + jj) * b.ld + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = src[k];
+      }
+      for (int64_t jj = cols; jj < nr; ++jj)
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = b.data + (k0 + k) * b.ld + j0 + jp;
+        float* d = dst + k * nr;
+        std::memcpy(d, src, sizeof(float) * cols);
+        for (int64_t jj = cols; jj < nr; ++jj) d[jj] = 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+PackA pack_a_dense(const DenseMatrix* m) { return PackA{pack_a, m}; }
+PackB pack_b_dense(const DenseMatrix* m) { return PackB{pack_b, m}; }
+
+}  // namespace convforge::cpu::gemm_detail

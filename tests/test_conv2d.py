@@ -1,0 +1,159 @@
+"""conv2d forward and backward against torch.nn.functional / autograd (float64), for every algo,
+over a grid of edge shapes, LeNet-5 and (spatially reduced) VGG-16 layers. SIMD-dependent
+algos run at every SIMD level the CPU has; the reference loops are level-independent."""
+import functools
+import os
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import convforge.functional as F
+from convforge import _C
+from conftest import BWD_TOL, FWD_TOL, randn, rel_error
+
+FWD_ALGOS = ["reference", "im2col", "implicit", "direct", "auto"]
+BWD_ALGOS = ["reference", "im2col", "auto"]
+
+# name: (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+CASES = {
+    "1x1": (2, 5, 7, 9, 6, 1, 1, 1, 0, 1, 1),
+    "kernel_eq_padded_input": (2, 3, 5, 4, 4, 7, 6, 1, 1, 1, 1),
+    "stride_gt_kernel": (2, 3, 11, 13, 5, 2, 2, 3, 0, 1, 1),
+    "asym_stride_padding": (2, 4, 10, 13, 6, 3, 5, (2, 1), (1, 2), 1, 1),
+    "same_odd": (1, 3, 9, 11, 5, 3, 3, 1, "same", 1, 1),
+    "same_even_kernel": (2, 3, 9, 10, 4, 4, 2, 1, "same", 1, 1),
+    "same_dilated": (1, 4, 12, 11, 3, 3, 2, 1, "same", (2, 3), 1),
+    "valid": (2, 3, 8, 9, 4, 3, 3, 1, "valid", 1, 1),
+    "dilation": (2, 3, 14, 15, 5, 3, 3, (1, 2), 2, (2, 3), 1),
+    "groups": (2, 6, 9, 8, 9, 3, 3, 1, 1, 1, 3),
+    "depthwise": (2, 8, 10, 11, 8, 3, 3, 2, 1, 1, 8),
+    "depthwise_multiplier": (1, 4, 7, 7, 8, 3, 3, 1, 1, 1, 4),
+    "batch1_odd_nonsquare": (1, 7, 13, 17, 11, 3, 5, 1, (1, 2), 1, 1),
+    "wide_row_strided": (1, 3, 5, 70, 17, 3, 3, (1, 2), 1, 1, 1),
+    "lenet_c1": (4, 1, 32, 32, 6, 5, 5, 1, 0, 1, 1),
+    "lenet_c3": (4, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),
+    "vgg_conv1_1": (2, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1),
+    "vgg_conv1_2": (1, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1),
+    "vgg_conv2_2": (1, 128, 8, 8, 128, 3, 3, 1, 1, 1, 1),
+    "vgg_conv3_2": (2, 256, 4, 4, 256, 3, 3, 1, 1, 1, 1),
+    "vgg_conv5_2": (1, 512, 3, 3, 512, 3, 3, 1, 1, 1, 1),
+}
+
+
+def _torch(a):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
+
+def _args(case):
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = case
+    return (N, C, H, W), (K, C // groups, R, S), dict(stride=stride, padding=padding,
+                                                      dilation=dilation, groups=groups)
+
+
+@functools.lru_cache(maxsize=None)
+def _case_data(name):
+    """Fresh random inputs per case (seeded from its name and CONVFORGE_TEST_SEED) and
+    torch's float64 results, computed once and shared by every algo and SIMD level."""
+    xs, ws, kw = _args(CASES[name])
+    seed = int(os.environ.get("CONVFORGE_TEST_SEED", "0")) ^ zlib.crc32(name.encode())
+    rng = np.random.default_rng(seed)
+    x, w, b = randn(rng, *xs), randn(rng, *ws), randn(rng, ws[0])
+    xt, wt, bt = _torch(x), _torch(w), _torch(b)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    y = yt.detach().numpy()
+    y0 = torch.nn.functional.conv2d(xt, wt, None, **kw).detach().numpy()
+    return kw, x, w, b, y, y0, gy, xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+def _levels(algo, simd_level):
+    if algo == "reference" and simd_level != "scalar":
+        pytest.skip("the reference loops do not depend on the SIMD level")
+
+
+def test_algo_lists():
+    fwd = {a["name"] for a in F.algos("conv2d_forward")}
+    bwd = {a["name"] for a in F.algos("conv2d_backward")}
+    assert set(FWD_ALGOS) <= fwd and set(BWD_ALGOS) <= bwd
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("algo", FWD_ALGOS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward(simd_level, algo, name):
+    _levels(algo, simd_level)
+    kw, x, w, b, ref, ref0 = _case_data(name)[:6]
+    assert rel_error(F.conv2d(x, w, b, algo=algo, **kw), ref) <= FWD_TOL
+    assert rel_error(F.conv2d(x, w, None, algo=algo, **kw), ref0) <= FWD_TOL
+    # the fused relu that layers use (bound in _C, not public)
+    geom = F._conv_geometry("conv2d", x.shape, w.shape, kw["stride"], kw["padding"],
+                            kw["dilation"], kw["groups"])
+    assert rel_error(_C.conv2d_forward(x, w, b, geom, algo, True), np.maximum(ref, 0)) <= FWD_TOL
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("algo", BWD_ALGOS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_backward(simd_level, algo, name):
+    _levels(algo, simd_level)
+    kw, x, w, _, _, _, gy, gx_ref, gw_ref, gb_ref = _case_data(name)
+    gx, gw, gb = F.conv2d_backward(gy, x, w, algo=algo, **kw)
+    assert rel_error(gx, gx_ref) <= BWD_TOL
+    assert rel_error(gw, gw_ref) <= BWD_TOL
+    assert rel_error(gb, gb_ref) <= BWD_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N", [1, 5])
+def test_threaded_paths(rng, threads, N):
+    """Both threading strategies: across images (N >= threads) and inside the GEMM (N = 1),
+    including the per-thread partial dW reduction; large enough to cross the GEMM's threshold."""
+    xs, ws, kw = (N, 32, 20, 18), (48, 32, 3, 3), dict(stride=1, padding=1)
+    x, w, b = randn(rng, *xs), randn(rng, *ws), randn(rng, ws[0])
+    xt, wt, bt = _torch(x), _torch(w), _torch(b)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    previous = F.get_num_threads()
+    F.set_num_threads(threads)
+    try:
+        for algo in ["im2col", "implicit", "direct"]:
+            assert rel_error(F.conv2d(x, w, b, algo=algo, **kw), yt.detach().numpy()) <= FWD_TOL
+        gx, gw, gb = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
+    finally:
+        F.set_num_threads(previous)
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gb, bt.grad.numpy()) <= BWD_TOL
+
+
+@pytest.mark.parametrize("algo", ["im2col", "implicit", "direct", "auto"])
+def test_vgg_conv1_1_full_size(rng, algo):
+    """A real 224 x 224 layer: the im2col tiles (bounded workspace) split each image."""
+    x, w, b = randn(rng, 1, 3, 224, 224), randn(rng, 64, 3, 3, 3), randn(rng, 64)
+    ref = torch.nn.functional.conv2d(_torch(x), _torch(w), _torch(b), padding=1).detach().numpy()
+    assert rel_error(F.conv2d(x, w, b, padding=1, algo=algo), ref) <= FWD_TOL
+
+
+def test_tiled_backward_large_image(rng):
+    """P*Q larger than one im2col tile, so col2im and dW accumulate over several tiles."""
+    x, w = randn(rng, 1, 24, 64, 64), randn(rng, 40, 24, 3, 3)  # 216 rows x 4096 cols: 4 tiles
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(xt, wt, None, padding=1)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    gx, gw, gb = F.conv2d_backward(gy, x, w, padding=1, algo="im2col")
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL
+
+
+def test_unknown_algo(rng):
+    x, w = randn(rng, 1, 1, 4, 4), randn(rng, 1, 1, 3, 3)
+    with pytest.raises(ValueError, match="unknown algo"):
+        F.conv2d(x, w, algo="winograd_typo")
+    with pytest.raises(ValueError, match="unknown algo"):
+        F.conv2d_backward(randn(rng, 1, 1, 2, 2), x, w, algo="direct_typo")
