@@ -33,6 +33,7 @@ def x4(rng, *shape):
         (lambda r: F.max_pool2d(x4(r, 1, 3, 8, 8), 3, padding=2), ValueError, r"at most half"),
         (lambda r: F.max_pool2d(x4(r, 1, 3, 2, 2), 3), ValueError, r"larger than the padded input"),
         (lambda r: F.max_pool2d(x4(r, 1, 3, 8, 8), 0), ValueError, r"kernel_size must be positive"),
+        (lambda r: F.max_pool2d(x4(r, 1, 3, 1, 5), 2, stride=1, padding=1, dilation=2), ValueError, r"some windows contain no input pixel"),
         (lambda r: F.avg_pool2d(x4(r, 1, 3, 8, 8), 2, stride=0), ValueError, r"stride must be positive"),
         (lambda r: F.avg_pool2d(x4(r, 1, 3, 8, 8).astype(np.float16), 2), TypeError, r"float32, got float16"),
         (lambda r: F.max_pool2d_backward(x4(r, 1, 3, 4, 4), np.zeros((1, 3, 4, 4), np.int64), (1, 3, 8, 8, 1)), ValueError, r"input_shape must be 4"),

@@ -211,6 +211,28 @@ inline Pool2dGeometry make_pool2d_geometry(int64_t N, int64_t C, int64_t H, int6
                                   " is too small for input shape " + in_shape);
   detail::checked_product({N, C, H, W}, (o + "input").c_str());
   detail::checked_product({N, C, g.P, g.Q}, (o + "output").c_str());
+  // With dilation, a window can fall between the input's pixels entirely (PyTorch then
+  // returns -inf with an index outside the plane); we refuse such a geometry.
+  auto every_window_sees_input = [](int64_t n, int64_t out, int64_t k, int64_t s, int64_t p,
+                                    int64_t d) {
+    // Only windows that hang over an edge can miss: the first few and the last few.
+    const int64_t edge = (p + d * (k - 1)) / s + 2;
+    for (int64_t i = 0; i < out; ++i) {
+      if (i == edge && out - edge > i) i = out - edge;
+      bool seen = false;
+      for (int64_t r = 0; r < k && !seen; ++r) {
+        const int64_t pos = i * s - p + r * d;
+        seen = pos >= 0 && pos < n;
+      }
+      if (!seen) return false;
+    }
+    return true;
+  };
+  require(every_window_sees_input(H, g.P, R, stride_h, pad_h, dilation_h) &&
+              every_window_sees_input(W, g.Q, S, stride_w, pad_w, dilation_w),
+          o + "with dilation " + pair_str(dilation_h, dilation_w) + " and padding " +
+              pair_str(pad_h, pad_w) + " some windows contain no input pixel; input shape " +
+              in_shape);
   return g;
 }
 
