@@ -8,9 +8,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -41,9 +43,96 @@ int num_threads() {
   return n > 0 ? n : omp_get_max_threads();
 }
 
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// ---- memory checks: refuse, before allocating, what the machine cannot hold ----
+std::atomic<int64_t> g_memory_limit{-1};  // test hook (_set_memory_limit); -1: the machine's
+constexpr int64_t kCheckFrom = int64_t(64) << 20;  // smaller requests skip the look-up
+
+// Bytes the process may still get: MemAvailable + SwapFree (Linux), capped by a cgroup v2
+// limit; elsewhere, or if unreadable, the physical memory. Read only for large requests.
+int64_t available_bytes() {
+  int64_t avail = -1, swap = 0;
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char key[64];
+    long long kb;
+    while (std::fscanf(f, "%63s %lld kB", key, &kb) == 2) {
+      if (std::strcmp(key, "MemAvailable:") == 0) avail = kb * 1024;
+      else if (std::strcmp(key, "SwapFree:") == 0) swap = kb * 1024;
+    }
+    std::fclose(f);
+  }
+  if (avail < 0) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? int64_t(pages) * page : std::numeric_limits<int64_t>::max();
+  }
+  avail += swap;
+  long long max = 0, cur = 0;
+  if (FILE* f = std::fopen("/sys/fs/cgroup/memory.max", "r")) {
+    if (std::fscanf(f, "%lld", &max) != 1) max = 0;  // "max": no limit
+    std::fclose(f);
+    if (max > 0) {
+      if (FILE* c = std::fopen("/sys/fs/cgroup/memory.current", "r")) {
+        if (std::fscanf(c, "%lld", &cur) != 1) cur = 0;
+        std::fclose(c);
+      }
+      avail = std::min<int64_t>(avail, std::max<long long>(0, max - cur));
+    }
+  }
+  return avail;
+}
+
+// Bytes of count elements of elem bytes, or OverflowError when that overflows 64 bits.
+int64_t checked_bytes(const std::vector<int64_t>& shape, int64_t elem, const std::string& what) {
+  std::vector<int64_t> dims(shape);
+  dims.push_back(elem);
+  int64_t p = 1;
+  for (int64_t d : dims) {
+    if (d < 0) throw std::invalid_argument(what + ": negative size " + std::to_string(d));
+    if (d != 0 && p > std::numeric_limits<int64_t>::max() / 8 / d)
+      throw std::overflow_error(what + " has more elements than 64-bit index arithmetic can address");
+    p *= d;
+  }
+  return p;
+}
+
+// MemoryError naming the bytes asked for, raised before anything is allocated.
+void check_memory(int64_t bytes, const std::string& what) {
+  const int64_t hook = g_memory_limit.load();
+  if (hook < 0 && bytes < kCheckFrom) return;
+  const int64_t limit = hook >= 0 ? hook : available_bytes();
+  if (bytes > limit) {
+    const std::string msg = what + " needs " + std::to_string(bytes) + " bytes (" +
+                            std::to_string(bytes >> 20) + " MiB) but only " +
+                            std::to_string(limit) + " bytes are available";
+    PyErr_SetString(PyExc_MemoryError, msg.c_str());
+    throw py::error_already_set();
+  }
+}
+
+// Upper bound of the per-thread column-matrix workspace of the im2col kernels
+// (cpu/conv/conv2d_im2col.cpp: max(64, 2^20 / rows) columns of rows = C/groups*R*S floats).
+int64_t conv_workspace_bytes(const Conv2dGeometry& g) {
+  const int64_t rows = g.C_per_group() * g.R * g.S, PQ = g.P * g.Q;
+  const int64_t cols = std::min(std::max<int64_t>(64, (int64_t(1) << 20) / rows), PQ);
+  return int64_t(num_threads()) * checked_bytes({rows, cols}, 4, "conv2d workspace");
+}
+
 // Every output starts here. With poisoning on (tests), it is filled with NaN so that an
 // element a kernel forgot to write shows up.
-FloatArray new_output(const std::vector<int64_t>& shape) {
+// Refuses (MemoryError/OverflowError) before allocating when the output plus extra_bytes
+// (named extra_what) would not fit.
+FloatArray new_output(const std::vector<int64_t>& shape, const char* what = "output",
+                      int64_t extra_bytes = 0, const char* extra_what = "workspace") {
+  const int64_t bytes = checked_bytes(shape, 4, what);
+  check_memory(bytes + extra_bytes,
+               std::string(what) + " of shape " + shape_str(shape) +
+                   (extra_bytes ? " plus " + std::to_string(extra_bytes) + " bytes of " + extra_what
+                                : std::string()));
   std::vector<py::ssize_t> dims(shape.begin(), shape.end());
   FloatArray out(dims);
   if (g_poison.load()) {
@@ -86,6 +175,8 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("get_num_threads", &num_threads);
   m.def("_set_poison_outputs", [](bool on) { g_poison.store(on); });
+  // Test hook: pretend only `bytes` are available (-1: ask the machine again).
+  m.def("_set_memory_limit", [](int64_t bytes) { g_memory_limit.store(bytes < 0 ? -1 : bytes); });
   m.def("simd_level", [] { return std::string(cpu::simd_level_name(cpu::simd_level())); });
   m.def("simd_level_supported",
         [] { return std::string(cpu::simd_level_name(cpu::simd_level_supported())); });
@@ -109,7 +200,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_forward", [](const FloatArray& x, const FloatArray& w,
                              const std::optional<FloatArray>& bias, const Conv2dGeometry& g,
                              const std::string& algo, bool relu) {
-    FloatArray y = new_output({g.N, g.K, g.P, g.Q});
+    const int64_t ws = algo == "im2col" || algo == "auto" ? conv_workspace_bytes(g) : 0;
+    FloatArray y = new_output({g.N, g.K, g.P, g.Q}, "conv2d output", ws);
     float* yp = y.mutable_data();
     const float* bp = data_or_null(bias);
     {
@@ -122,6 +214,10 @@ PYBIND11_MODULE(_C, m) {
                               const Conv2dGeometry& g, const std::string& algo, bool need_dx,
                               bool need_dw, bool need_db) {
     std::optional<FloatArray> dx, dw, db;
+    check_memory((need_dx ? checked_bytes({g.N, g.C, g.H, g.W}, 4, "grad_x") : 0) +
+                     ((need_dw || need_db) ? checked_bytes({g.K, g.C_per_group(), g.R, g.S}, 4, "grad_weight") : 0) +
+                     (algo == "im2col" || algo == "auto" ? conv_workspace_bytes(g) : 0),
+                 "conv2d_backward's gradients and workspace");
     if (need_dx) dx = new_output({g.N, g.C, g.H, g.W});
     if (need_dw) dw = new_output({g.K, g.C_per_group(), g.R, g.S});
     if (need_db) db = new_output({g.K});
@@ -145,7 +241,8 @@ PYBIND11_MODULE(_C, m) {
   // ---- pooling ----
   m.def("max_pool2d_forward", [](const FloatArray& x, const Pool2dGeometry& g, bool want_indices,
                                  const std::string& algo) {
-    FloatArray y = new_output({g.N, g.C, g.P, g.Q});
+    const int64_t idx_bytes = want_indices ? checked_bytes({g.N, g.C, g.P, g.Q}, 8, "indices") : 0;
+    FloatArray y = new_output({g.N, g.C, g.P, g.Q}, "max_pool2d output", idx_bytes, "indices");
     std::optional<IndexArray> idx;
     if (want_indices) idx = IndexArray(std::vector<py::ssize_t>{g.N, g.C, g.P, g.Q});
     float* yp = y.mutable_data();
@@ -158,7 +255,7 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("max_pool2d_backward", [](const FloatArray& dy, const IndexArray& indices,
                                   const std::vector<int64_t>& input_shape) {
-    FloatArray dx = new_output(input_shape);
+    FloatArray dx = new_output(input_shape, "max_pool2d_backward grad_x");
     const int64_t planes = input_shape[0] * input_shape[1];
     const int64_t HW = input_shape[2] * input_shape[3];
     const int64_t PQ = planes ? static_cast<int64_t>(dy.size()) / planes : 0;
@@ -181,7 +278,7 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("avg_pool2d_backward", [](const FloatArray& dy, const Pool2dGeometry& g,
                                   bool count_include_pad) {
-    FloatArray dx = new_output({g.N, g.C, g.H, g.W});
+    FloatArray dx = new_output({g.N, g.C, g.H, g.W}, "avg_pool2d_backward grad_x");
     float* dxp = dx.mutable_data();
     {
       KernelScope s;
@@ -196,7 +293,7 @@ PYBIND11_MODULE(_C, m) {
     const int64_t M = trans_a ? a.shape(1) : a.shape(0);
     const int64_t K = trans_a ? a.shape(0) : a.shape(1);
     const int64_t N = trans_b ? b.shape(0) : b.shape(1);
-    FloatArray out = new_output({M, N});
+    FloatArray out = new_output({M, N}, "gemm output");
     float* op = out.mutable_data();
     const bool use_c = c.has_value() && beta != 0.0f;
     if (use_c) std::memcpy(op, c->data(), sizeof(float) * static_cast<size_t>(M * N));
@@ -210,7 +307,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear_forward", [](const FloatArray& x, const FloatArray& w,
                              const std::optional<FloatArray>& bias, const std::string& algo) {
     const int64_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
-    FloatArray y = new_output({M, N});
+    FloatArray y = new_output({M, N}, "linear output");
     float* yp = y.mutable_data();
     cpu::GemmEpilogue ep;
     ep.col_bias = data_or_null(bias);

@@ -190,11 +190,11 @@ inline Pool2dGeometry make_pool2d_geometry(int64_t N, int64_t C, int64_t H, int6
   require(pad_h >= 0 && pad_w >= 0,
           o + "padding must be non-negative, got " + pair_str(pad_h, pad_w));
   const int64_t eff_r = dilation_h * (R - 1) + 1, eff_s = dilation_w * (S - 1) + 1;
-  // PyTorch's rule: padding at most half the (effective) window, so every window
-  // overlaps the input and a max over it is defined.
-  require(pad_h <= eff_r / 2 && pad_w <= eff_s / 2,
-          o + "padding " + pair_str(pad_h, pad_w) + " must be at most half of the effective kernel size " +
-              pair_str(eff_r, eff_s));
+  // PyTorch's rule: padding at most half the kernel size (before dilation, as in
+  // ATen's pool2d_shape_check), so every window overlaps the input.
+  require(pad_h <= R / 2 && pad_w <= S / 2,
+          o + "padding " + pair_str(pad_h, pad_w) + " must be at most half of the kernel size " +
+              pair_str(R, S));
   const int64_t padded_h = H + 2 * pad_h, padded_w = W + 2 * pad_w;
   require(eff_r <= padded_h && eff_s <= padded_w,
           o + "kernel size " + pair_str(eff_r, eff_s) +

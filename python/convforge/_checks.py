@@ -44,7 +44,7 @@ def float_array(op: str, name: str, a, ndim: int | None = None):
             f"{op}: {name} must be {_RANK_NAMES.get(ndim, f'{ndim}-D')}, got shape {tuple(a.shape)}"
         )
     if isinstance(a, np.ndarray):
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a, order="C")  # not ascontiguousarray, which turns 0-D into 1-D
     return a
 
 
@@ -53,7 +53,7 @@ def index_array(op: str, name: str, a, ndim: int | None = None):
     if isinstance(a, np.ndarray):
         if not np.issubdtype(a.dtype, np.integer):
             raise TypeError(f"{op}: {name} must have an integer dtype, got {a.dtype}")
-        a = np.ascontiguousarray(a, dtype=np.int64)
+        a = np.asarray(a, dtype=np.int64, order="C")
     elif is_device_array(a):
         from . import cuda
 

@@ -182,7 +182,7 @@ def _rows(op, name, x, features):
     """x of shape (*, features) as a 2-D (rows, features) view."""
     if x.ndim < 1 or x.shape[-1] != features:
         raise ValueError(f"{op}: {name} must have shape (*, {features}) to match weight, got {tuple(x.shape)}")
-    return x if x.ndim == 2 else x.reshape(-1, features)
+    return x if x.ndim == 2 else x.reshape(int(np.prod(x.shape[:-1])), features)  # -1 is ambiguous when empty
 
 
 def linear(x, weight, bias=None, *, algo="auto"):
