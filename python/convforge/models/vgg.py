@@ -1,0 +1,42 @@
+"""VGG (Simonyan and Zisserman 2014) as torchvision builds it, without batch norm; VGG-16: 138,357,544 parameters."""
+from __future__ import annotations
+
+from .. import nn
+from .network import Network, feature_size
+
+# Configuration D: numbers are 3x3 conv widths (padding 1, ReLU), "M" a 2x2 max pool with stride 2.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def vgg(cfg=VGG16_CFG, num_classes: int = 1000, input_size: int = 224, in_channels: int = 3, hidden: int = 4096,
+        dropout: float = 0.5, arch: str = "vgg") -> Network:
+    """A VGG network from a configuration list (smaller ones for tests and small inputs)."""
+    cfg = [c if c == "M" else int(c) for c in cfg]
+    config = dict(cfg=list(cfg), num_classes=num_classes, input_size=input_size, in_channels=in_channels,
+                  hidden=hidden, dropout=dropout)
+    layers, c = [], in_channels
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
+            c = v
+    features = nn.Sequential(*layers)
+    flat = feature_size(features, (in_channels, input_size, input_size), arch)
+    classifier = nn.Sequential(
+        nn.Linear(flat, hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes))
+    if arch == "vgg16":
+        config = {k: v for k, v in config.items() if k not in ("cfg", "hidden")}
+    else:
+        arch = "vgg"
+    return Network({"features": features, "flatten": nn.Flatten(), "classifier": classifier}, arch=arch,
+                   config=config, input_shape=(in_channels, input_size, input_size))
+
+
+def vgg16(num_classes: int = 1000, input_size: int = 224, in_channels: int = 3, dropout: float = 0.5) -> Network:
+    """torchvision's VGG-16; input_size 32 works too (the features give 512x1x1, the first classifier
+    layer shrinks to 512 inputs); input_size below 32 raises a ValueError naming the pooling layer."""
+    return vgg(VGG16_CFG, num_classes=num_classes, input_size=input_size, in_channels=in_channels, dropout=dropout,
+               arch="vgg16")

@@ -1,0 +1,83 @@
+"""Weights in and out: torch state dicts both ways, and .npz checkpoints that rebuild their model.
+
+A checkpoint is a plain ``.npz`` (no pickle): one array per parameter under its torch-style
+name, plus ``__meta__``, a JSON string holding the architecture name, its config (the
+keyword arguments of ``convforge.models.<arch>``) and whatever the caller adds
+(epoch, metrics, the data normalisation).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from .module import Module
+
+FORMAT_VERSION = 1
+
+
+def load_torch_state_dict(model: Module, state_dict, strict: bool = True) -> Module:
+    """Copy a torch ``state_dict()`` (tensors) into model; names and shapes must match."""
+    host = OrderedDict()
+    for k, v in state_dict.items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().float().numpy()
+        host[k] = np.asarray(v, dtype=np.float32)
+    model.load_state_dict(host, strict=strict)
+    return model
+
+
+def to_torch_state_dict(model: Module):
+    """The model's parameters as an OrderedDict of torch tensors (for ``torch_model.load_state_dict``)."""
+    import torch
+
+    return OrderedDict((k, torch.from_numpy(v)) for k, v in model.state_dict().items())
+
+
+def save_checkpoint(path, model: Module, **meta) -> str:
+    """Write model's weights and meta (JSON-able) to path (.npz), atomically (a crash keeps the old file)."""
+    arch = getattr(model, "arch", None)
+    info = {"format": FORMAT_VERSION, "arch": arch, "config": getattr(model, "config", {}), **meta}
+    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    arrays["__meta__"] = np.array(json.dumps(info))
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path):
+    """(state_dict, meta) from a checkpoint written by save_checkpoint."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = list(z.files)
+            meta_raw = str(z["__meta__"]) if "__meta__" in files else None
+            sd = OrderedDict((k[len("param/"):], z[k]) for k in files if k.startswith("param/"))
+    except Exception as e:  # zipfile.BadZipFile, OSError, ValueError (pickled data), EOFError
+        raise ValueError(f"{path!r} is not a readable .npz checkpoint: {e}") from e
+    if meta_raw is None:
+        raise ValueError(f"{path!r} is not a convforge checkpoint (no __meta__ entry)")
+    meta = json.loads(meta_raw)
+    return sd, meta
+
+
+def load_checkpoint(path, device: str = "cpu"):
+    """(model, meta): rebuild the architecture named in the checkpoint and load its weights."""
+    from .. import models
+
+    sd, meta = read_checkpoint(path)
+    arch = meta.get("arch")
+    if not arch:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} names no architecture; build the model and use read_checkpoint")
+    model = models.build(arch, **meta.get("config", {}))
+    model.load_state_dict(sd)
+    if device != "cpu":
+        model.to(device)
+    return model, meta

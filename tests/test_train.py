@@ -1,0 +1,140 @@
+"""Training loop, checkpoints, Ctrl-C, determinism and the command line; the accuracy bars (slow)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convforge import data, models, nn, train
+from convforge.__main__ import main
+
+MNIST_EPOCHS = 6
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    d = data.load_digits()
+    return data.Dataset(d.x_train[:256], d.y_train[:256], d.x_test[:100], d.y_test[:100], name="digits",
+                        mean=d.mean, std=d.std)
+
+
+def _run(ds, out, seed=0, epochs=2):
+    nn.manual_seed(seed)
+    m = models.lenet5()
+    res = train.fit(m, ds, epochs=epochs, batch_size=32, seed=seed, out=out, progress=False, log=None, augment=1)
+    return m, res
+
+
+def test_fit_writes_outputs(small_digits, tmp_path):
+    m, res = _run(small_digits, tmp_path)
+    for name in ("best.npz", "last.npz", "metrics.json", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2] and not metrics["interrupted"]
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"] * 1.5
+    assert {"images_per_second", "test_accuracy", "lr"} <= set(metrics["history"][0])
+    last, meta = nn.load_checkpoint(tmp_path / "last.npz")
+    assert meta["epoch"] == 2 and meta["data"]["dataset"] == "digits"
+    for (k, a), b in zip(m.state_dict().items(), last.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_training_is_deterministic(small_digits):
+    a, ra = _run(small_digits, None, seed=3)
+    b, rb = _run(small_digits, None, seed=3)
+    assert [h["train_loss"] for h in ra["history"]] == [h["train_loss"] for h in rb["history"]]
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_array_equal(x, y, err_msg=k)
+    c, _ = _run(small_digits, None, seed=4, epochs=1)
+    assert not np.array_equal(a.state_dict()["0.weight"], c.state_dict()["0.weight"])
+
+
+def test_ctrl_c_keeps_last_checkpoint(small_digits, tmp_path, monkeypatch):
+    real_step, calls = train.train_step, []
+
+    def step(*args):
+        calls.append(1)
+        if len(calls) == 12:  # during the second epoch (8 batches per epoch)
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(train, "train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        _run(small_digits, tmp_path, epochs=3)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["interrupted"] and len(metrics["history"]) == 1
+    _, meta = nn.load_checkpoint(tmp_path / "last.npz")
+    assert meta["interrupted"] and (tmp_path / "best.npz").exists()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_evaluate_and_predict(small_digits):
+    nn.manual_seed(0)
+    m = models.lenet5()
+    ev = train.evaluate(m, small_digits.x_test, small_digits.y_test)
+    assert 0 <= ev["accuracy"] <= 1 and ev["loss"] > 0 and ev["predictions"].shape == (100,)
+    cls, prob = train.predict(m, small_digits.x_test[:5])
+    assert cls.shape == (5,) and np.all((prob > 0) & (prob <= 1))
+    cm = train.confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3)
+    np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+
+
+def test_cli_info_and_summary(capsys):
+    assert main(["info"]) == 0
+    assert "version" in capsys.readouterr().out
+    assert main(["summary", "lenet5"]) == 0
+    assert "total parameters: 61,706" in capsys.readouterr().out
+    assert main(["summary", "vgg16"]) == 0
+    assert "total parameters: 138,357,544" in capsys.readouterr().out
+    assert main(["summary", "vgg16", "--input-size", "16"]) == 2
+    assert "too small" in capsys.readouterr().err
+
+
+def test_cli_train_evaluate_predict(tmp_path, capsys):
+    from PIL import Image
+    from sklearn.datasets import load_digits as sk
+
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--no-progress", "--seed", "1"]) == 0
+    assert "best test accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(out / "best.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "confusion matrix" in text and len(text.splitlines()) >= 12
+    img = (255 - np.kron(sk().images[0], np.ones((4, 4))) * 15).astype(np.uint8)  # dark ink on white paper
+    Image.fromarray(img).save(tmp_path / "zero.png")
+    assert main(["predict", str(out / "best.npz"), str(tmp_path / "zero.png"), "--top", "3"]) == 0
+    assert "class" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "missing.npz")]) == 2
+
+
+@pytest.mark.slow
+def test_digits_default_training_reaches_97_percent(tmp_path):
+    """The README's main job: `convforge train --model lenet5 --dataset digits` with the defaults."""
+    d = data.load_digits()
+    nn.manual_seed(0)
+    m = models.lenet5()
+    res = train.fit(m, d, seed=0, augment=train.DEFAULTS["augment"], out=tmp_path, progress=False, log=None)
+    assert res["history"][-1]["test_accuracy"] >= 0.97, res["history"][-1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST not found at {MNIST_DIR} (the shared data folder)")
+def test_mnist_8000_train_2000_test_reaches_97_percent():
+    d = data.load_mnist(MNIST_DIR, train_from_test=8000)
+    nn.manual_seed(0)
+    m = models.lenet5()
+    res = train.fit(m, d, epochs=MNIST_EPOCHS, batch_size=64, lr=2e-3, augment=0, seed=0, progress=False, log=None)
+    acc = res["history"][-1]["test_accuracy"]
+    print(f"MNIST 8000/2000: test accuracy {100 * acc:.2f}% in {res['seconds']:.1f} s")
+    assert acc >= 0.97
+
+
+def test_python_dash_m_entry_point():
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "convforge", "summary", "alexnet", "--input-size", "32"],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert r.returncode == 2 and "alexnet" in r.stderr and "features.12" in r.stderr
