@@ -24,6 +24,7 @@ from .functional import (  # noqa: F401  (re-exported: the names a user reaches 
     get_num_threads,
 )
 from . import functional  # noqa: F401
+from .kernels import KernelCompileError, load_kernel  # noqa: F401  (student kernels: convforge/kernels.py)
 
 __version__ = _C._build_info()["version"]
 

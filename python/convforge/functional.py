@@ -13,6 +13,10 @@ from . import _C
 from . import _checks as chk
 from ._backend import backend_for
 
+# Student kernels loaded by convforge.load_kernel, by algo name (convforge/kernels.py fills it):
+# an algo= naming one of them runs it instead of the backend's kernels.
+_student_kernels: dict = {}
+
 __all__ = [
     "conv2d", "conv2d_backward", "conv_output_size",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -81,6 +85,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
         chk.same_shape(op, "bias", bias, (weight.shape[0],), "one value per output channel")
     g = _conv_geometry(op, x.shape, weight.shape, stride, padding, dilation, groups)
     be = backend_for(op, x=x, weight=weight, bias=bias)
+    if algo in _student_kernels:
+        return _student_kernels[algo].conv2d_forward(x, weight, bias, g)
     return be.conv2d_forward(x, weight, bias, g, algo, False)
 
 
@@ -95,7 +101,22 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     chk.same_shape(op, "grad_out", grad_out, (g.N, g.K, g.P, g.Q), "conv2d's output shape for these x and weight")
     be = backend_for(op, grad_out=grad_out, x=x, weight=weight)
     need_dx, need_dw, need_db = (bool(m) for m in output_mask)
+    if algo in _student_kernels:  # the student's backward where the file has it, else ours ("auto")
+        return _student_conv2d_backward(be, _student_kernels[algo], grad_out, x, weight, g, need_dx, need_dw, need_db)
     return be.conv2d_backward(grad_out, x, weight, g, algo, need_dx, need_dw, need_db)
+
+
+def _student_conv2d_backward(be, k, grad_out, x, weight, g, need_dx, need_dw, need_db):
+    own_dx = need_dx and k.has("convforge_conv2d_backward_data")
+    own_dw = (need_dw or need_db) and k.has("convforge_conv2d_backward_weight")
+    dx, dw, db = be.conv2d_backward(grad_out, x, weight, g, "auto", need_dx and not own_dx,
+                                    need_dw and not own_dw, need_db and not own_dw)
+    if own_dx:
+        dx = k.conv2d_backward_data(grad_out, weight, g)
+    if own_dw:
+        dw2, db2 = k.conv2d_backward_weight(grad_out, x, g, need_db)
+        dw, db = (dw2 if need_dw else None), db2
+    return dx, dw, db
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +137,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     op = "max_pool2d"
     x = chk.float_array(op, "x", x, 4)
     g = _pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    y, idx = backend_for(op, x=x).max_pool2d_forward(x, g, bool(return_indices), algo)
+    be = backend_for(op, x=x)
+    if algo in _student_kernels:
+        y, idx = _student_kernels[algo].max_pool2d_forward(x, g, bool(return_indices))
+    else:
+        y, idx = be.max_pool2d_forward(x, g, bool(return_indices), algo)
     return (y, idx) if return_indices else y
 
 
@@ -138,7 +163,10 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     op = "avg_pool2d"
     x = chk.float_array(op, "x", x, 4)
     g = _pool_geometry(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
-    return backend_for(op, x=x).avg_pool2d_forward(x, g, bool(count_include_pad), algo)
+    be = backend_for(op, x=x)
+    if algo in _student_kernels:
+        return _student_kernels[algo].avg_pool2d_forward(x, g, bool(count_include_pad))
+    return be.avg_pool2d_forward(x, g, bool(count_include_pad), algo)
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -170,6 +198,13 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, alg
         c = chk.float_array(op, "c", c, 2)
         chk.same_shape(op, "c", c, (M, N), "op(a) @ op(b)")
     be = backend_for(op, a=a, b=b, c=c)
+    if algo in _student_kernels:  # student GEMMs take op(A) = A: transposed operands are copied (CPU)
+        if trans_a or trans_b:
+            if not isinstance(a, np.ndarray):
+                raise ValueError(f"{op}: algo={algo!r} (a student kernel) does not take transposed operands on the GPU")
+            a = np.ascontiguousarray(a.T) if trans_a else a
+            b = np.ascontiguousarray(b.T) if trans_b else b
+        return _student_kernels[algo].gemm(a, b, c, float(alpha), float(beta))
     return be.gemm(a, b, c, float(alpha), float(beta), bool(trans_a), bool(trans_b), algo)
 
 
