@@ -196,7 +196,8 @@ def main(argv=None):
         geom = convforge._C.conv2d_geometry((N, C, H, H), (K, C, R, R), (1, 1), (pad, pad, pad, pad), (1, 1), 1)
         flops = 2.0 * geom.macs
         is_vgg = name.startswith("vgg")
-        fwd_algos = ["auto", "implicit", "im2col", "direct"] + (["reference"] if not is_vgg or N == 1 else [])
+        fwd_algos = ["auto", "implicit_v2", "implicit", "im2col", "direct"] + ([] if is_vgg else ["direct_v2"])
+        fwd_algos += ["reference"] if not is_vgg or N == 1 else []
         ref_t = {}
 
         def ref_fwd(ref_t=ref_t, x_t=x_t, w_t=w_t, b_t=b_t, pad=pad):
@@ -222,7 +223,8 @@ def main(argv=None):
                     dy_t, x_t, w_t, [K], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, [True, True, True])
 
             # the reference dw is one thread per weight looping over N*P*Q: only where that is short
-            bwd_algos = ["auto", "implicit", "im2col"] + (["reference"] if N * geom.P * geom.Q <= 100_000 else [])
+            bwd_algos = ["auto", "implicit_v2", "implicit", "im2col"] + ([] if is_vgg else ["direct"])
+            bwd_algos += ["reference"] if N * geom.P * geom.Q <= 100_000 else []
             for algo in bwd_algos:
                 out = {}
 

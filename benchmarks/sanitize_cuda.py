@@ -66,6 +66,21 @@ def main():
     ref2 = F.conv2d_backward(dy2, x2, w2, padding=1)
     got2 = F.conv2d_backward(d(dy2), d(x2), d(w2), padding=1, algo="implicit")
     close("conv2d bwd implicit split-K dw", got2[1], ref2[1], 1e-4)
+    got2 = F.conv2d_backward(d(dy2), d(x2), d(w2), padding=1, algo="implicit_v2")
+    close("conv2d bwd implicit_v2 split-K dw", got2[1], ref2[1], 1e-4)
+    close("conv2d bwd implicit_v2 dx (stride 1: forward form)", got2[0], ref2[0], 1e-4)
+    got2 = F.conv2d_backward(d(dy2), d(x2), d(w2), padding=1, algo="direct")
+    close("conv2d bwd direct dw over batch slices", got2[1], ref2[1], 1e-4)
+    # implicit_v2 forward split over the depth (few column tiles), groups, stride 1 dx, asym padding
+    x3, w3, b3 = r(1, 96, 5, 6), r(80, 48, 3, 2), r(80)
+    kw3 = dict(padding="same", dilation=(2, 1), groups=2)
+    y3 = F.conv2d(x3, w3, b3, **kw3)
+    close("conv2d fwd implicit_v2 split-K", F.conv2d(d(x3), d(w3), d(b3), algo="implicit_v2", **kw3), y3, 1e-5)
+    dy3 = r(*y3.shape)
+    ref3 = F.conv2d_backward(dy3, x3, w3, **kw3)
+    got3 = F.conv2d_backward(d(dy3), d(x3), d(w3), algo="implicit_v2", **kw3)
+    for nm, g_, r_ in zip(("dx", "dw", "db"), got3, ref3):
+        close(f"conv2d bwd implicit_v2 split-K {nm}", g_, r_, 1e-4)
 
     # pooling
     x = r(2, 3, 13, 11)

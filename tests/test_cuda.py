@@ -81,6 +81,12 @@ CONV_CASES = {
     "vgg_conv1_2": (1, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1),
     "vgg_conv3_2": (2, 256, 6, 6, 256, 3, 3, 1, 1, 1, 1),
     "vgg_conv5_2": (1, 512, 3, 3, 512, 3, 3, 1, 1, 1, 1),
+    # implicit_v2: dx at stride 1 runs as a forward conv with mirrored (here asymmetric) padding
+    "same_dilated_even": (2, 5, 11, 10, 7, 4, 3, 1, "same", (2, 1), 1),
+    # implicit_v2: few column tiles, so the forward is split over the depth (split-K), with groups
+    "split_k_groups": (1, 128, 5, 7, 96, 3, 3, 1, 1, 1, 2),
+    # direct_v2 / direct: positions of several images in one block, 16-channel chunks, groups
+    "small_channels_batch": (5, 12, 9, 7, 20, 3, 3, 1, 1, 1, 2),
 }
 
 
@@ -116,7 +122,7 @@ def _conv_data(name):
 
 
 @pytest.mark.parametrize("name", list(CONV_CASES))
-@pytest.mark.parametrize("algo", ["reference", "direct", "im2col", "implicit", "auto"])
+@pytest.mark.parametrize("algo", ["reference", "direct", "direct_v2", "im2col", "implicit", "implicit_v2", "auto"])
 def test_conv2d_forward(name, algo):
     x, w, b, dy, kw, ref = _conv_data(name)
     y = F.conv2d(dev(x), dev(w), dev(b), algo=algo, **kw)
@@ -124,8 +130,8 @@ def test_conv2d_forward(name, algo):
     check(y, ref["y"], FWD_TOL)
 
 
-@pytest.mark.parametrize("name", ["1x1", "groups", "asym_stride_padding", "lenet_c3", "tall_k"])
-@pytest.mark.parametrize("algo", ["reference", "direct", "im2col", "implicit", "auto"])
+@pytest.mark.parametrize("name", ["1x1", "groups", "asym_stride_padding", "lenet_c3", "tall_k", "vgg_conv5_2"])
+@pytest.mark.parametrize("algo", ["reference", "direct", "direct_v2", "im2col", "implicit", "implicit_v2", "auto"])
 def test_conv2d_fused_bias_relu(name, algo):
     x, w, b, dy, kw, ref = _conv_data(name)
     be = cc._backend()
@@ -137,7 +143,7 @@ def test_conv2d_fused_bias_relu(name, algo):
 
 
 @pytest.mark.parametrize("name", list(CONV_CASES))
-@pytest.mark.parametrize("algo", ["reference", "im2col", "implicit", "auto"])
+@pytest.mark.parametrize("algo", ["reference", "im2col", "implicit", "implicit_v2", "direct", "auto"])
 def test_conv2d_backward(name, algo):
     x, w, b, dy, kw, ref = _conv_data(name)
     dx, dw, db = F.conv2d_backward(dev(dy), dev(x), dev(w), algo=algo, **kw)
@@ -160,15 +166,16 @@ def test_conv2d_split_k_large_batch():
     dy = randn(rng, 32, 16, 28, 28)
     xt, wt = tt(x, True), tt(w, True)
     torch.nn.functional.conv2d(xt, wt, padding=1).backward(tt(dy))
-    for algo in ["implicit", "im2col"]:
+    for algo in ["implicit", "implicit_v2", "direct", "im2col"]:
         dx, dw, db = F.conv2d_backward(dev(dy), dev(x), dev(w), padding=1, algo=algo)
         check(dw, host(wt.grad), BWD_TOL)
         check(dx, host(xt.grad), BWD_TOL)
 
 
 def test_conv2d_algos_listed():
-    assert {"reference", "direct", "im2col", "implicit", "auto"} <= set(algos_of("conv2d_forward"))
-    assert {"reference", "im2col", "implicit", "auto"} <= set(algos_of("conv2d_backward"))
+    assert {"reference", "direct", "direct_v2", "im2col", "implicit", "implicit_v2", "auto"} <= set(
+        algos_of("conv2d_forward"))
+    assert {"reference", "im2col", "implicit", "implicit_v2", "direct", "auto"} <= set(algos_of("conv2d_backward"))
     with pytest.raises(ValueError, match="algo"):
         F.conv2d(dev(np.ones((1, 1, 3, 3), np.float32)), dev(np.ones((1, 1, 3, 3), np.float32)), algo="nope")
 

@@ -24,9 +24,10 @@ ASSIGNMENTS = REPO / "assignments"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def kernel_cache(request):
+def kernel_cache(request, tmp_path_factory):
     old = os.environ.get("CONVFORGE_CACHE")
-    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels"))
+    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
+                                       else tmp_path_factory.mktemp("convforge_kernels"))  # -p no:cacheprovider
     yield
     if old is None:
         os.environ.pop("CONVFORGE_CACHE", None)

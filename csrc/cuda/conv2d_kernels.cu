@@ -5,11 +5,16 @@
 //            "im2col"        per chunk of images: unfold x into a (C/g*R*S) x (n*P*Q) buffer, one
 //                            warp-tiled SGEMM per group, bias and ReLU fused into its epilogue.
 //            "implicit" the same GEMM with tiles gathered from x (conv2d_implicit_gemm.cu).
+//            "direct_v2"     small K/groups: filters in shared memory (conv2d_direct_v2.cu).
+//            "implicit_v2"   implicit with a depth table (no per-element divisions), 16-byte
+//                            weight loads and split-K for small grids (conv2d_implicit_gemm_v2.cu).
 //   backward "reference"     dx: one thread per input element, gathering every (k, r, s) that
 //                            touches it; dw: one thread per weight, summing over (n, p, q).
 //            "im2col"        dx: SGEMM W^T dy into columns, then col2im as a gather (no atomics);
 //                            dw: SGEMM dy col^T accumulated over chunks of images.
 //            "implicit" see conv2d_implicit_gemm.cu (dw split over N*P*Q, deterministic).
+//            "implicit_v2"   see conv2d_implicit_gemm_v2.cu (dx at stride 1 as a forward conv).
+//            "direct"        small channel counts, see conv2d_direct_v2.cu.
 //   db is a block reduction per output channel, in a fixed order.
 #include <algorithm>
 #include <stdexcept>
@@ -251,6 +256,29 @@ void check_algo(const std::string& algo, std::initializer_list<const char*> name
   throw std::invalid_argument(std::string(op) + ": unknown algo '" + algo + "' on cuda; choose one of " + list);
 }
 
+// ==== auto's choices: the ONE place to change them ============================================
+// Each line names the kernel "auto" runs in one regime. The kernels of H100 run 1 were, in order:
+// "direct", "implicit", "reference", "implicit", "implicit": put those back to undo this round.
+constexpr const char* kAutoForwardSmall = "direct_v2";        // K/groups <= 32
+constexpr const char* kAutoForwardGemm = "implicit_v2";       // otherwise
+constexpr const char* kAutoBackwardDataSmall = "direct";      // dx when C/groups < 4
+constexpr const char* kAutoBackwardWeightSmall = "direct";    // dw when K/groups <= 32, C/groups*R*S <= 32
+// H100 run 2: "direct" won LeNet c1's backward (C=1, 5x5: 0.157 vs 0.216 ms at N=64) but lost c3's
+// (C=6, 5x5: 0.230 vs 0.144 ms for implicit_v2), hence the small-channel limits above.
+constexpr const char* kAutoBackwardGemm = "implicit_v2";      // dx and dw otherwise
+// =============================================================================================
+std::string auto_forward_algo(const Conv2dGeometry& g) {
+  return g.K_per_group() <= 32 ? kAutoForwardSmall : kAutoForwardGemm;
+}
+std::string auto_backward_data_algo(const Conv2dGeometry& g) {
+  return g.C_per_group() < 4 ? kAutoBackwardDataSmall : kAutoBackwardGemm;
+}
+std::string auto_backward_weight_algo(const Conv2dGeometry& g) {
+  if (g.N * g.P * g.Q >= (int64_t(1) << 31)) return "im2col";  // the implicit kernels decode in 32 bits
+  const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 32;
+  return small ? kAutoBackwardWeightSmall : kAutoBackwardGemm;
+}
+
 }  // namespace
 
 // ---- forward ------------------------------------------------------------------------------
@@ -258,10 +286,14 @@ void check_algo(const std::string& algo, std::initializer_list<const char*> name
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, const std::string& algo_in, bool relu) {
   const char* op = "conv2d_forward";
-  check_algo(algo_in, {"reference", "direct", "im2col", "implicit", "auto"}, op);
+  check_algo(algo_in, {"reference", "direct", "direct_v2", "im2col", "implicit", "implicit_v2", "auto"}, op);
   if (g.y_size() == 0) return;
   std::string algo = algo_in;
-  if (algo == "auto") algo = g.K_per_group() <= 32 ? "direct" : "implicit";
+  if (algo == "auto") algo = auto_forward_algo(g);
+  if (algo == "direct_v2") {
+    if (detail::direct_v2_forward(g, x, w, bias, y, relu)) return;
+    algo = "direct";  // filters too large for its shared memory
+  }
   cudaStream_t s = current_stream();
   if (algo == "reference") {
     conv_fwd_reference<<<grid_for(g.y_size(), 256), 256, 0, s>>>(g, x, w, bias, y, relu);
@@ -302,6 +334,8 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
         }
       }
     }
+  } else if (algo == "implicit_v2") {
+    detail::implicit_v2_forward(g, x, w, bias, y, relu);
   } else {
     detail::implicit_gemm_forward(g, x, w, bias, y, relu);
   }
@@ -312,10 +346,14 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
 void conv2d_backward_data(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
                           const std::string& algo_in) {
   const char* op = "conv2d_backward (data)";
-  check_algo(algo_in, {"reference", "im2col", "implicit", "auto"}, op);
+  check_algo(algo_in, {"reference", "im2col", "implicit", "implicit_v2", "direct", "auto"}, op);
   if (g.x_size() == 0) return;
   std::string algo = algo_in;
-  if (algo == "auto") algo = g.C_per_group() < 16 ? "reference" : "implicit";
+  if (algo == "auto") algo = auto_backward_data_algo(g);
+  if (algo == "direct") {
+    if (detail::direct_backward_data(g, dy, w, dx)) return;
+    algo = "implicit_v2";  // filters too large for its shared memory
+  }
   cudaStream_t s = current_stream();
   if (algo == "reference") {
     conv_bwd_data_reference<<<grid_for(g.x_size(), 256), 256, 0, s>>>(g, dy, w, dx);
@@ -344,6 +382,8 @@ void conv2d_backward_data(const Conv2dGeometry& g, const float* dy, const float*
         check_launch(op);
       }
     }
+  } else if (algo == "implicit_v2") {
+    detail::implicit_v2_backward_data(g, dy, w, dx);
   } else {
     detail::implicit_gemm_backward_data(g, dy, w, dx);
   }
@@ -352,7 +392,7 @@ void conv2d_backward_data(const Conv2dGeometry& g, const float* dy, const float*
 void conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                             float* db, const std::string& algo_in) {
   const char* op = "conv2d_backward (weight)";
-  check_algo(algo_in, {"reference", "im2col", "implicit", "auto"}, op);
+  check_algo(algo_in, {"reference", "im2col", "implicit", "implicit_v2", "direct", "auto"}, op);
   cudaStream_t s = current_stream();
   if (db) {
     if (g.N * g.P * g.Q == 0) {
@@ -365,7 +405,11 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const floa
   if (!dw) return;
   // The implicit kernel decodes its N*P*Q depth in 32 bits.
   std::string algo = algo_in;
-  if (algo == "auto") algo = g.N * g.P * g.Q < (int64_t(1) << 31) ? "implicit" : "im2col";
+  if (algo == "auto") algo = auto_backward_weight_algo(g);
+  if (algo == "direct") {
+    if (detail::direct_backward_weight(g, dy, x, dw)) return;
+    algo = "implicit_v2";  // R*S > 25 or beyond 32-bit indexing
+  }
   if (algo == "reference") {
     conv_bwd_weight_reference<<<grid_for(g.w_size(), 256), 256, 0, s>>>(g, dy, x, dw);
     check_launch(op);
@@ -396,6 +440,8 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const floa
               n0 == 0 ? 0.f : 1.f, dw + grp * Kg * CRS, CRS, {}, "auto");
       }
     }
+  } else if (algo == "implicit_v2") {
+    detail::implicit_v2_backward_weight(g, dy, x, dw);
   } else {
     detail::implicit_gemm_backward_weight(g, dy, x, dw);
   }
@@ -410,7 +456,13 @@ std::vector<KernelInfo> conv2d_forward_algos() {
       {"implicit", "production",
        "warp-tiled GEMM gathering tiles from x (no buffer), fused bias/ReLU",
        "cuda/conv2d_implicit_gemm.cu"},
-      {"auto", "production", "direct when K/groups <= 32, else implicit", src},
+      {"implicit_v2", "production",
+       "implicit with a depth table (no divisions), 16-byte weight loads, split-K for small grids",
+       "cuda/conv2d_implicit_gemm_v2.cu"},
+      {"direct_v2", "production",
+       "small K/groups: filters in shared memory, 2 positions x 8/16 channels per thread",
+       "cuda/conv2d_direct_v2.cu"},
+      {"auto", "production", "direct_v2 when K/groups <= 32, else implicit_v2", src},
   };
 }
 
@@ -421,7 +473,17 @@ std::vector<KernelInfo> conv2d_backward_algos() {
       {"im2col", "teaching", "dx: SGEMM then col2im gather; dw: im2col then SGEMM", src},
       {"implicit", "production", "warp-tiled implicit GEMMs; dw split over N*P*Q (deterministic)",
        "cuda/conv2d_implicit_gemm.cu"},
-      {"auto", "production", "dx: reference when C/groups < 16, else implicit; dw: implicit", src},
+      {"implicit_v2", "production",
+       "dx: stride 1 as implicit_v2 forward over dy with flipped weights (else implicit); "
+       "dw: depth walked per image with a position table, split-K (deterministic)",
+       "cuda/conv2d_implicit_gemm_v2.cu"},
+      {"direct", "production",
+       "small channel counts: dx with filters in shared memory; dw one block per (k, c, batch slice)",
+       "cuda/conv2d_direct_v2.cu"},
+      {"auto", "production",
+       "dx: direct when C/groups < 16, else implicit_v2; dw: direct for small K/groups and "
+       "C/groups*R*S, else implicit_v2",
+       src},
   };
 }
 
