@@ -127,8 +127,13 @@ def make_numpy(kind, p, rng):
     return lambda: a @ b
 
 
-def time_it(fn, min_reps=5, max_reps=50, budget_s=1.5):
-    fn(); fn()  # warm-up: page faults, thread-pool start, JIT (oneDNN)
+def time_it(fn, min_reps=3, max_reps=30, budget_s=0.5):
+    """Median of repeats after warm-up, within a time budget per case (the whole run, three
+    libraries and two thread counts, must stay within a few minutes on 2 cores)."""
+    t0 = time.perf_counter()
+    fn()  # warm-up: page faults, thread-pool start, JIT (oneDNN)
+    if time.perf_counter() - t0 < 0.1:
+        fn()
     times = []
     start = time.perf_counter()
     while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):

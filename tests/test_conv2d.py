@@ -13,8 +13,8 @@ import convforge.functional as F
 from convforge import _C
 from conftest import BWD_TOL, FWD_TOL, randn, rel_error
 
-FWD_ALGOS = ["reference", "im2col", "implicit", "direct", "auto"]
-BWD_ALGOS = ["reference", "im2col", "auto"]
+FWD_ALGOS = ["reference", "im2col", "implicit", "direct", "direct_k", "winograd", "auto"]
+BWD_ALGOS = ["reference", "im2col", "implicit", "direct", "auto"]
 
 # name: (N, C, H, W, K, R, S, stride, padding, dilation, groups)
 CASES = {
@@ -120,17 +120,25 @@ def test_threaded_paths(rng, threads, N):
     previous = F.get_num_threads()
     F.set_num_threads(threads)
     try:
-        for algo in ["im2col", "implicit", "direct"]:
+        for algo in ["im2col", "implicit", "direct", "direct_k", "winograd"]:
             assert rel_error(F.conv2d(x, w, b, algo=algo, **kw), yt.detach().numpy()) <= FWD_TOL
         gx, gw, gb = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
+        gx2, gw2, gb2 = F.conv2d_backward(gy, x, w, algo="implicit", **kw)
+        for algo in ["direct", "auto"]:
+            for got, ref in zip(F.conv2d_backward(gy, x, w, algo=algo, **kw),
+                                (xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy())):
+                assert rel_error(got, ref) <= BWD_TOL, algo
     finally:
         F.set_num_threads(previous)
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
     assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
     assert rel_error(gb, bt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gx2, xt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gw2, wt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gb2, bt.grad.numpy()) <= BWD_TOL
 
 
-@pytest.mark.parametrize("algo", ["im2col", "implicit", "direct", "auto"])
+@pytest.mark.parametrize("algo", ["im2col", "implicit", "direct", "direct_k", "winograd", "auto"])
 def test_vgg_conv1_1_full_size(rng, algo):
     """A real 224 x 224 layer: the im2col tiles (bounded workspace) split each image."""
     x, w, b = randn(rng, 1, 3, 224, 224), randn(rng, 64, 3, 3, 3), randn(rng, 64)
@@ -149,6 +157,56 @@ def test_tiled_backward_large_image(rng):
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
     assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
     assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_gemm_segments(rng, threads):
+    """The implicit GEMM over a whole batch: micro-tiles that straddle two images (P*Q = 49 is
+    not a multiple of the 32-column tile) in K blocks after the first (C*R*S = 360 > KC), with
+    bias and relu; 64 filters (5 micro-tiles of 14) split over 2 threads by columns."""
+    x, w, b = randn(rng, 3, 40, 7, 7), randn(rng, 64, 40, 3, 3), randn(rng, 64)
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(xt, wt, _torch(b), padding=1)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    previous = F.get_num_threads()
+    F.set_num_threads(threads)
+    try:
+        y = F.conv2d(x, w, b, padding=1, algo="implicit")
+        geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, 1, 1, 1)
+        yr = _C.conv2d_forward(x, w, b, geom, "implicit", True)
+        gx, gw, _ = F.conv2d_backward(gy, x, w, padding=1, algo="implicit")
+    finally:
+        F.set_num_threads(previous)
+    assert rel_error(y, yt.detach().numpy()) <= FWD_TOL
+    assert rel_error(yr, np.maximum(yt.detach().numpy(), 0)) <= FWD_TOL
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
+
+
+def test_direct_weight_grad_image_chunks(rng):
+    """The direct weight gradient pads a bounded chunk of images at a time: 12 images of
+    16 x 64 x 64 take two chunks."""
+    x, w = randn(rng, 12, 16, 64, 64), randn(rng, 8, 16, 3, 3)
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(xt, wt, None, padding=1)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    _, gw, gb = F.conv2d_backward(gy, x, w, padding=1, algo="direct")
+    assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL
+
+
+@pytest.mark.parametrize("shape", [(1, 512, 14), (2, 64, 9), (1, 256, 5)])
+def test_winograd_vgg_sizes(rng, shape):
+    """Winograd F(2x2,3x3) at VGG channel counts (long sums over C) and odd output sizes
+    (clipped 2x2 blocks), with bias and the fused relu."""
+    n, c, h = shape
+    x, w, b = randn(rng, n, c, h, h), randn(rng, c, c, 3, 3), randn(rng, c)
+    ref = torch.nn.functional.conv2d(_torch(x), _torch(w), _torch(b), padding=1).detach().numpy()
+    assert rel_error(F.conv2d(x, w, b, padding=1, algo="winograd"), ref) <= FWD_TOL
+    geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, 1, 1, 1)
+    assert rel_error(_C.conv2d_forward(x, w, b, geom, "winograd", True), np.maximum(ref, 0)) <= FWD_TOL
 
 
 def test_unknown_algo(rng):

@@ -77,10 +77,11 @@ def test_matmul(rng, simd_level):
     assert rel_error(F.matmul(a, b), a.astype(np.float64) @ b) <= FWD_TOL
 
 
-@pytest.mark.parametrize("mnk", [(300, 300, 300), (20, 2000, 300), (1000, 9, 200)],
+@pytest.mark.parametrize("mnk", [(300, 300, 300), (20, 2000, 300), (1000, 9, 200), (64, 500, 300)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_blocked_threaded(rng, mnk):
-    """Threaded paths: split over ic blocks, and over columns when M gives too few blocks."""
+    """Threaded paths: split over ic blocks, and over columns when M gives too few blocks or
+    micro-tiles that do not share out evenly (64 rows: 5 tiles of 14)."""
     M, N, K = mnk
     a, b, c = randn(rng, M, K), randn(rng, K, N), randn(rng, M, N)
     previous = F.get_num_threads()

@@ -1,6 +1,8 @@
 // conv2d entry points: the algo switch, "auto"'s choice by shape, and the kernel lists.
 #include "cpu/conv/conv2d.h"
 
+#include <omp.h>
+
 #include <stdexcept>
 
 #include "cpu/conv/conv2d_internal.h"
@@ -18,6 +20,69 @@ void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, con
   }
 }
 
+void forward_direct_k(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                      float* y, bool relu) {
+  switch (simd_level()) {
+    case SimdLevel::AVX512: return forward_direct_k_avx512(g, x, w, bias, y, relu);
+    case SimdLevel::AVX2: return forward_direct_k_avx2(g, x, w, bias, y, relu);
+    default: return forward_direct_k_scalar(g, x, w, bias, y, relu);
+  }
+}
+
+bool backward_weight_direct_applies(const Conv2dGeometry& g) {
+  return g.stride_h == 1 && g.stride_w == 1;
+}
+
+namespace {
+// The direct weight gradient multiplies the zeros past each output row (its flat positions) by
+// real inputs; an Inf or NaN input there would turn 0 * Inf into NaN where the true sum has an
+// Inf. Such inputs take the implicit GEMM, which only multiplies the products of the sum. One
+// read of x: a few percent of the kernel's time.
+bool all_finite(const float* p, int64_t n) {
+  float acc = 0.0f;  // 0 * Inf and 0 * NaN are NaN, and a NaN term makes the sum NaN
+  const bool par = !omp_in_parallel() && n > (1 << 18);
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (par)
+  for (int64_t i = 0; i < n; ++i) acc += p[i] * 0.0f;
+  return acc == 0.0f;
+}
+}  // namespace
+
+// Strided layers, and inputs with Inf or NaN: the implicit GEMM.
+void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                            float* db) {
+  if (!backward_weight_direct_applies(g) || !all_finite(x, g.x_size()))
+    return backward_weight_implicit(g, dy, x, dw, db);
+  switch (simd_level()) {
+    case SimdLevel::AVX512: backward_weight_direct_avx512(g, dy, x, dw); break;
+    case SimdLevel::AVX2: backward_weight_direct_avx2(g, dy, x, dw); break;
+    default: backward_weight_direct_scalar(g, dy, x, dw); break;
+  }
+  bias_grad(g, dy, db);
+}
+
+// auto's forward choice (measurements in docs/cpu_tuning.md, 1 thread, loaded Zen 4):
+//  - K/groups <= 6 (LeNet 1->6, depthwise): direct, vectorised along the output row; the GEMM's
+//    14-row micro-tile would be mostly padding (LeNet c1 N=256: direct 1.3 ms, implicit 4.1).
+//  - 8 <= K/groups <= 32 with few taps (C/groups*R*S <= 512): direct_k, 16 filters per vector,
+//    no packing (LeNet c3 N=256: direct_k 1.5 ms, direct 2.1, implicit 4.5).
+//  - 3x3 stride 1 with C, K >= 64 and >= 128 2x2 output tiles: Winograd F(2x2,3x3) (VGG N=1,
+//    ms, implicit / winograd: conv1_2 56 / 41, conv2_2 43 / 30, conv3_2 39 / 27, conv4_2 38 / 30;
+//    conv5_2 N=8 82 / 57, but conv5_2 N=1, 49 tiles, 11.7 / 12.9: the GEMMs are too narrow).
+//  - otherwise the implicit GEMM (VGG conv1_1 3->64: implicit 2.4 ms, direct 2.7, direct_k 3.2).
+ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
+  const int64_t Kg = g.K_per_group(), CRS = g.C_per_group() * g.R * g.S;
+  if (Kg <= 6) return forward_direct;
+  if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
+  const int64_t tiles = g.N * ((g.P + 1) / 2) * ((g.Q + 1) / 2);
+  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles >= 128) return forward_winograd;
+  return forward_implicit;
+}
+
+void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                  float* y, bool relu) {
+  forward_auto_choice(g)(g, x, w, bias, y, relu);
+}
+
 }  // namespace conv_detail
 
 namespace {
@@ -26,12 +91,6 @@ namespace {
   throw std::invalid_argument(std::string(op) + ": unknown algo '" + algo + "'; expected one of " +
                               choices);
 }
-
-// The GEMM's M is the filters per group; below the AVX-512 micro-tile's 14 rows most of each
-// tile is padding, and with a handful (depthwise: 1) the direct kernel, which vectorises along
-// the output row instead, wins. Measured (1 thread, loaded Zen 4): LeNet 1->6 ties (0.29 ms at
-// N=16), VGG 3->64 at 224 implicit 2.6 ms vs direct 4.7 ms, so only tiny K/groups go direct.
-constexpr int64_t kDirectMaxFiltersPerGroup = 6;
 
 }  // namespace
 
@@ -42,28 +101,42 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   if (algo == "im2col") return forward_im2col(g, x, w, bias, y, relu);
   if (algo == "implicit") return forward_implicit(g, x, w, bias, y, relu);
   if (algo == "direct") return forward_direct(g, x, w, bias, y, relu);
-  if (algo == "auto") {
-    if (g.K_per_group() <= kDirectMaxFiltersPerGroup)
-      return forward_direct(g, x, w, bias, y, relu);
-    return forward_implicit(g, x, w, bias, y, relu);
-  }
-  unknown("conv2d", algo, "'auto', 'reference', 'im2col', 'implicit', 'direct'");
+  if (algo == "direct_k") return forward_direct_k(g, x, w, bias, y, relu);
+  if (algo == "winograd") return forward_winograd(g, x, w, bias, y, relu);
+  if (algo == "auto") return forward_auto(g, x, w, bias, y, relu);
+  unknown("conv2d", algo,
+          "'auto', 'reference', 'im2col', 'implicit', 'direct', 'direct_k', 'winograd'");
 }
 
 void conv2d_backward_data(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
                           const std::string& algo) {
   using namespace conv_detail;
   if (algo == "reference") return backward_data_reference(g, dy, w, dx);
-  if (algo == "im2col" || algo == "auto") return backward_data_im2col(g, dy, w, dx);
-  unknown("conv2d_backward", algo, "'auto', 'reference', 'im2col'");
+  if (algo == "im2col") return backward_data_im2col(g, dy, w, dx);
+  if (algo == "implicit") return backward_data_transposed(g, dy, w, dx, forward_implicit);
+  if (algo == "direct") return backward_data_transposed(g, dy, w, dx, forward_direct);
+  if (algo == "auto") return backward_data_transposed(g, dy, w, dx, forward_auto);
+  unknown("conv2d_backward", algo, "'auto', 'reference', 'im2col', 'implicit', 'direct'");
 }
 
 void conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                             float* db, const std::string& algo) {
   using namespace conv_detail;
   if (algo == "reference") return backward_weight_reference(g, dy, x, dw, db);
-  if (algo == "im2col" || algo == "auto") return backward_weight_im2col(g, dy, x, dw, db);
-  unknown("conv2d_backward", algo, "'auto', 'reference', 'im2col'");
+  if (algo == "im2col") return backward_weight_im2col(g, dy, x, dw, db);
+  if (algo == "implicit") return backward_weight_implicit(g, dy, x, dw, db);
+  if (algo == "direct") return backward_weight_direct(g, dy, x, dw, db);
+  if (algo == "auto") {
+    // Direct for few filters and taps (LeNet) and for wide outputs (Q >= 48: the padded rows
+    // waste little); the implicit GEMM for small images with many channels. Measured (1 thread,
+    // ms, implicit / direct): VGG conv1_2 N=1 66 / 46, conv3_2 N=1 42 / 37, conv4_2 N=1 39 / 43,
+    // conv5_2 N=1 9.8 / 17; LeNet c3 N=256 6.1 / 2.0 (docs/cpu_tuning.md).
+    const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
+    if (backward_weight_direct_applies(g) && (small || g.Q >= 48))
+      return backward_weight_direct(g, dy, x, dw, db);
+    return backward_weight_implicit(g, dy, x, dw, db);
+  }
+  unknown("conv2d_backward", algo, "'auto', 'reference', 'im2col', 'implicit', 'direct'");
 }
 
 std::vector<KernelInfo> conv2d_forward_algos() {
@@ -82,8 +155,19 @@ std::vector<KernelInfo> conv2d_forward_algos() {
        "direct loops with a filters x output-columns register block, vectorised along the row; "
        "for small C/groups*R*S (LeNet 1->6, VGG 3->64, depthwise)",
        "cpu/conv/conv2d_direct_impl.h"},
+      {"direct_k", "production",
+       "direct loops vectorised along the filters (16 per zmm) with a block of output positions "
+       "in registers, over a zero-padded copy of the image: for few input taps and >= 16 "
+       "filters (LeNet 6->16)",
+       "cpu/conv/conv2d_direct_impl.h"},
+      {"winograd", "production",
+       "Winograd F(2x2,3x3) for 3x3 stride-1 layers: input/filter/output transforms around 16 "
+       "blocked GEMMs over tile chunks (2.25x fewer multiply-adds); other layers: implicit",
+       "cpu/conv/conv2d_winograd.cpp"},
       {"auto", "production",
-       "direct when K/groups <= 6 (depthwise, LeNet's first layer), else implicit (measured)",
+       "direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
+       "C/groups*R*S <= 512 (LeNet c3); winograd for 3x3 stride-1 layers with C, K >= 64 and >= 128 "
+       "output tiles; else implicit (measured: docs/cpu_tuning.md)",
        "cpu/conv/conv2d.cpp"},
   };
 }
@@ -97,7 +181,20 @@ std::vector<KernelInfo> conv2d_backward_algos() {
        "data: W^T * dy into a bounded column tile, then col2im; weight: dy * col^T per tile, "
        "per-thread partial dW summed at the end",
        "cpu/conv/conv2d_im2col.cpp"},
-      {"auto", "production", "im2col", "cpu/conv/conv2d.cpp"},
+      {"implicit", "production",
+       "implicit GEMM over the whole batch, no column matrix: weight = dy * col^T with col^T "
+       "gathered into the B panels; data (stride 1) = the forward implicit GEMM on rotated, "
+       "transposed filters (strided layers: im2col's path)",
+       "cpu/conv/conv2d_implicit.cpp"},
+      {"direct", "production",
+       "weight: stride-1 direct loops over zero-padded copies, a filters x taps register block "
+       "of vector sums over output positions (strided: implicit); data: the transposed forward "
+       "through the direct kernel (strided: im2col)",
+       "cpu/conv/conv2d_direct_impl.h"},
+      {"auto", "production",
+       "data: the transposed forward through auto's forward choice (strided: im2col); weight: "
+       "direct for stride 1 with K/groups <= 32 and C/groups*R*S <= 512 or Q >= 48, else implicit",
+       "cpu/conv/conv2d.cpp"},
   };
 }
 

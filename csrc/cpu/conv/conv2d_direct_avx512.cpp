@@ -1,4 +1,6 @@
 // Direct conv2d forward, AVX-512: 8 filters x 16 columns = 8 zmm accumulators.
+// direct_k: 16 filters per vector x 28 output positions.
+// weight gradient: 4 filters x 5 taps of 16-wide vectors.
 // The kernel itself is conv2d_direct_impl.h, shared by the three ISA builds.
 #include <omp.h>
 
@@ -9,14 +11,34 @@ namespace convforge::cpu::conv_detail {
 namespace {
 #define CF_DIRECT_KB 8
 #define CF_DIRECT_QB 16
+#define CF_DIRECT_KV 16
+#define CF_BW_V 16
+#define CF_BW_KB 4
+#define CF_BW_TB 5
+#define CF_DIRECT_NA 28
 #include "cpu/conv/conv2d_direct_impl.h"
 #undef CF_DIRECT_KB
 #undef CF_DIRECT_QB
+#undef CF_DIRECT_KV
+#undef CF_DIRECT_NA
+#undef CF_BW_V
+#undef CF_BW_KB
+#undef CF_BW_TB
 }  // namespace
 
 void forward_direct_avx512(const Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y, bool relu) {
   direct_forward(g, x, w, bias, y, relu);
+}
+
+void forward_direct_k_avx512(const Conv2dGeometry& g, const float* x, const float* w,
+                          const float* bias, float* y, bool relu) {
+  direct_forward_klanes(g, x, w, bias, y, relu);
+}
+
+void backward_weight_direct_avx512(const Conv2dGeometry& g, const float* dy, const float* x,
+                                float* dw) {
+  direct_backward_weight(g, dy, x, dw);
 }
 
 }  // namespace convforge::cpu::conv_detail

@@ -19,24 +19,41 @@
 typedef float DirectVec __attribute__((vector_size(CF_DIRECT_QB * sizeof(float))));
 
 inline int64_t direct_min(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t direct_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
-inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, const float* w,
-                           const float* bias, float* y, bool relu) {
+template <int64_t KB>
+inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x, const float* w,
+                              const float* bias, float* y, bool relu) {
   using convforge::cpu::gemm_detail::ScratchSlot;
   using convforge::cpu::gemm_detail::thread_scratch;
-  constexpr int64_t KB = CF_DIRECT_KB, QB = CF_DIRECT_QB;
+  constexpr int64_t QB = CF_DIRECT_QB;
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S;
   const int64_t HW = g.H * g.W, sw = g.stride_w;
   const int64_t kblocks = (Kg + KB - 1) / KB;
   const int64_t items = g.N * g.groups * kblocks * g.P;
+  const int64_t qblocks = (g.Q + QB - 1) / QB;
+  // Rows are read in place when no column padding is needed: a tail block's lanes past Q then
+  // read the next row (discarded), as long as they stay inside x. Otherwise each thread keeps a
+  // zero-padded copy of its current image-group (rows wide enough for every block), so that
+  // every block is one vector load.
+  const bool in_place = sw == 1 && g.pad_left == 0 && g.pad_right == 0;
+  const float* x_end = x + g.x_size();
+  const int64_t Hp = g.H + g.pad_top + g.pad_bottom;
+  const int64_t Wpp = direct_max(g.W + g.pad_left + g.pad_right,
+                                 (qblocks * QB - 1) * sw + (g.S - 1) * g.dilation_w + 1) + QB;
+  const int64_t img = in_place ? 1 : Cg * Hp * Wpp;
   const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
   // Allocate before the region: an exception must not escape it.
-  if (!threaded) thread_scratch(ScratchSlot::ConvPartial2, Cg * RS * KB);
+  if (!threaded) {
+    thread_scratch(ScratchSlot::ConvPartial2, Cg * RS * KB);
+    thread_scratch(ScratchSlot::ConvCol, img);
+  }
 
 #pragma omp parallel if (threaded)
   {
     float* wblk = thread_scratch(ScratchSlot::ConvPartial2, Cg * RS * KB);
-    int64_t packed = -1;
+    float* xp = thread_scratch(ScratchSlot::ConvCol, img);
+    int64_t packed = -1, padded = -1;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t p = item % g.P, t = item / g.P;
@@ -51,6 +68,18 @@ inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, c
         packed = grp * kblocks + kb;
       }
       const float* xg = x + (n * g.C + grp * Cg) * HW;
+      if (!in_place && padded != ng) {
+        for (int64_t c = 0; c < Cg; ++c)
+          for (int64_t h = 0; h < Hp; ++h) {
+            float* d = xp + (c * Hp + h) * Wpp;
+            const int64_t ih = h - g.pad_top;
+            if (ih < 0 || ih >= g.H) continue;  // never read: the row loop skips padding rows
+            for (int64_t i = 0; i < g.pad_left; ++i) d[i] = 0.0f;
+            __builtin_memcpy(d + g.pad_left, xg + (c * g.H + ih) * g.W, sizeof(float) * g.W);
+            for (int64_t i = g.pad_left + g.W; i < Wpp; ++i) d[i] = 0.0f;
+          }
+        padded = ng;
+      }
 
       for (int64_t q0 = 0; q0 < g.Q; q0 += QB) {
         const int64_t qn = direct_min(QB, g.Q - q0);
@@ -62,21 +91,19 @@ inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, c
           for (int64_t r = 0; r < g.R; ++r) {
             const int64_t ih = p * g.stride_h - g.pad_top + r * g.dilation_h;
             if (ih < 0 || ih >= g.H) continue;  // padding rows add nothing
-            const float* xr = xg + c * HW + ih * g.W;
-            for (int64_t s = 0; s < g.S; ++s) {
-              const int64_t iw0 = q0 * sw + s * g.dilation_w - g.pad_left;
+            const float* xr = in_place ? xg + c * HW + ih * g.W
+                                       : xp + (c * Hp + ih + g.pad_top) * Wpp;
+            const float* wv = wblk + (c * g.R + r) * g.S * KB;
+            for (int64_t s = 0; s < g.S; ++s, wv += KB) {
+              const int64_t iw0 = q0 * sw + s * g.dilation_w;
               const float* src;
-              if (sw == 1 && qn == QB && iw0 >= 0 && iw0 + QB <= g.W) {
-                src = xr + iw0;  // interior block: read x in place
+              if (sw == 1 && (!in_place || xr + iw0 + QB <= x_end)) {
+                src = xr + iw0;  // in place (lanes past qn are discarded)
               } else {
-                // edge, tail or strided block: gather a zero-padded vector first
-                for (int64_t j = 0; j < QB; ++j) {
-                  const int64_t iw = iw0 + j * sw;
-                  xv[j] = (j < qn && iw >= 0 && iw < g.W) ? xr[iw] : 0.0f;
-                }
+                for (int64_t j = 0; j < QB; ++j)
+                  xv[j] = j < qn ? xr[iw0 + j * sw] : 0.0f;
                 src = xv;
               }
-              const float* wv = wblk + ((c * g.R + r) * g.S + s) * KB;
               DirectVec xq;
               __builtin_memcpy(&xq, src, sizeof xq);  // unaligned load
               for (int64_t i = 0; i < KB; ++i) acc[i] += wv[i] * xq;
@@ -95,5 +122,233 @@ inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, c
         }
       }
     }
+  }
+}
+
+// The filter block is a compile-time size: CF_DIRECT_KB, or fewer when the group has fewer
+// filters, so that LeNet's 6 filters (and a depthwise layer's 1) fill the block.
+inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y, bool relu) {
+  const int64_t Kg = g.K_per_group();
+  if (Kg == 1) return direct_forward_kb<1>(g, x, w, bias, y, relu);
+  if (Kg <= 4 || CF_DIRECT_KB < 6) return direct_forward_kb<4>(g, x, w, bias, y, relu);
+  if (Kg % 6 == 0 && Kg % CF_DIRECT_KB != 0) return direct_forward_kb<6>(g, x, w, bias, y, relu);
+  return direct_forward_kb<CF_DIRECT_KB>(g, x, w, bias, y, relu);
+}
+
+// ---- direct_k: vectorised along the output channels ---------------------------------------
+// The other orientation, for layers with a few input taps and >= KV filters per group
+// (LeNet's 6->16): a vector holds KV filters of one tap, and the register block is NA
+// consecutive output positions (flat p*Q + q, so that short rows pack into one block), each
+// one broadcast from x. Each thread keeps a zero-padded copy of the current image-group, so
+// that every tap of every position is one load at a fixed offset: no edge tests inside.
+typedef float KLaneVec __attribute__((vector_size(CF_DIRECT_KV * sizeof(float))));
+
+inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const float* x,
+                                  const float* w, const float* bias, float* y, bool relu) {
+  using convforge::cpu::gemm_detail::ScratchSlot;
+  using convforge::cpu::gemm_detail::thread_scratch;
+  constexpr int64_t KV = CF_DIRECT_KV, NA = CF_DIRECT_NA;
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S, CRS = Cg * RS;
+  const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
+  const int64_t Hp = g.H + g.pad_top + g.pad_bottom, Wp = g.W + g.pad_left + g.pad_right;
+  const int64_t img = Cg * Hp * Wp;
+  const int64_t kblocks = (Kg + KV - 1) / KV, pblocks = (PQ + NA - 1) / NA;
+  const int64_t items = g.N * g.groups * kblocks * pblocks;
+  const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
+  if (!threaded) {  // allocate before the region: an exception must not escape it
+    thread_scratch(ScratchSlot::ConvPartial2, CRS * KV);
+    thread_scratch(ScratchSlot::ConvCol, img);
+  }
+
+#pragma omp parallel if (threaded)
+  {
+    float* wblk = thread_scratch(ScratchSlot::ConvPartial2, CRS * KV);
+    float* xp = thread_scratch(ScratchSlot::ConvCol, img);
+    int64_t packed_w = -1, packed_x = -1;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t pb = item % pblocks, t = item / pblocks;
+      const int64_t kb = t % kblocks, ng = t / kblocks;
+      const int64_t grp = ng % g.groups, n = ng / g.groups;
+      const int64_t k0 = grp * Kg + kb * KV, kn = direct_min(KV, (grp + 1) * Kg - k0);
+      if (packed_w != grp * kblocks + kb) {
+        // wblk[crs*KV + i] = w[k0+i][crs], zero past the group's last filter.
+        for (int64_t crs = 0; crs < CRS; ++crs)
+          for (int64_t i = 0; i < KV; ++i)
+            wblk[crs * KV + i] = i < kn ? w[(k0 + i) * CRS + crs] : 0.0f;
+        packed_w = grp * kblocks + kb;
+      }
+      if (packed_x != ng) {
+        const float* xg = x + (n * g.C + grp * Cg) * HW;
+        for (int64_t c = 0; c < Cg; ++c)
+          for (int64_t h = 0; h < Hp; ++h) {
+            float* d = xp + (c * Hp + h) * Wp;
+            const int64_t ih = h - g.pad_top;
+            if (ih < 0 || ih >= g.H) {
+              for (int64_t i = 0; i < Wp; ++i) d[i] = 0.0f;
+              continue;
+            }
+            for (int64_t i = 0; i < g.pad_left; ++i) d[i] = 0.0f;
+            __builtin_memcpy(d + g.pad_left, xg + (c * g.H + ih) * g.W, sizeof(float) * g.W);
+            for (int64_t i = g.pad_left + g.W; i < Wp; ++i) d[i] = 0.0f;
+          }
+        packed_x = ng;
+      }
+      // Offsets in xp of the block's positions (past P*Q: the last one again, discarded).
+      const int64_t t0 = pb * NA, tn = direct_min(NA, PQ - t0);
+      int64_t pos[NA];
+      for (int64_t j = 0; j < NA; ++j) {
+        const int64_t tj = t0 + direct_min(j, tn - 1), p = tj / g.Q, q = tj % g.Q;
+        pos[j] = p * g.stride_h * Wp + q * g.stride_w;
+      }
+      KLaneVec acc[NA];
+#pragma GCC unroll 32
+      for (int64_t j = 0; j < NA; ++j) acc[j] = KLaneVec{};
+      const float* wv = wblk;
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t r = 0; r < g.R; ++r) {
+          const float* xr = xp + (c * Hp + r * g.dilation_h) * Wp;
+          for (int64_t s = 0; s < g.S; ++s, wv += KV) {
+            KLaneVec wq;
+            __builtin_memcpy(&wq, wv, sizeof wq);
+            const float* xs = xr + s * g.dilation_w;
+#pragma GCC unroll 32
+            for (int64_t j = 0; j < NA; ++j) acc[j] += xs[pos[j]] * wq;
+          }
+        }
+      // acc[j][i] is filter k0+i at position t0+j: transpose into the rows of y.
+      alignas(64) float tile[NA][KV];
+      __builtin_memcpy(tile, acc, sizeof tile);
+      for (int64_t i = 0; i < kn; ++i) {
+        float* yr = y + (n * g.K + k0 + i) * PQ + t0;
+        const float b = bias ? bias[k0 + i] : 0.0f;
+        for (int64_t j = 0; j < tn; ++j) {
+          const float v = tile[j][i] + b;
+          yr[j] = (relu && v < 0.0f) ? 0.0f : v;
+        }
+      }
+    }
+  }
+}
+
+// ---- direct weight gradient (stride 1) ----------------------------------------------------
+// dW[k][c][r][s] = sum over n, p, q of dy[n][k][p][q] * xpad[n][c][p + r*dh][q + s*dw].
+// With the input zero-padded to Hp x Wp and dy's rows widened to Wp (zeros past Q), output
+// position (p, q) is the flat index t = p*Wp + q and tap (c, r, s) reads xpad at t + off(c,r,s):
+// every product is one vector FMA over BV consecutive t. A register block of BKB filters x
+// BTB taps (consecutive in c,r,s order) sums over all t of a chunk of images; the threads
+// share out the (group, filter block, tap block) items, so no partial dW is needed. For small
+// layers (LeNet) where packing col^T for the GEMM costs more than the products.
+typedef float BwVec __attribute__((vector_size(CF_BW_V * sizeof(float))));
+
+inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const float* dy,
+                                   const float* x, float* dw) {
+  using convforge::cpu::gemm_detail::ScratchSlot;
+  using convforge::cpu::gemm_detail::thread_scratch;
+  constexpr int64_t V = CF_BW_V, KB = CF_BW_KB, TB = CF_BW_TB;
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S, CRS = Cg * RS;
+  const int64_t Hp = g.H + g.pad_top + g.pad_bottom, Wp = g.W + g.pad_left + g.pad_right;
+  const int64_t T = g.P * Wp, Tv = (T + V - 1) / V * V;  // flat positions, rounded to vectors
+  const int64_t ximg = g.C * Hp * Wp + (g.S - 1) * g.dilation_w + V;  // + slack read by tails
+  const int64_t dyimg = g.K * Tv;
+  // Images per chunk: the padded copies of a chunk stay within ~4 MiB.
+  const int64_t chunk = direct_min(g.N, (int64_t(1) << 20) / (ximg + dyimg) + 1);
+  float* xp = thread_scratch(ScratchSlot::ConvCol, chunk * ximg);
+  float* dyp = thread_scratch(ScratchSlot::ConvPartial, chunk * dyimg);
+  int64_t* off = reinterpret_cast<int64_t*>(thread_scratch(ScratchSlot::ConvPartial2, 2 * CRS + 2));
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s)
+        off[(c * g.R + r) * g.S + s] = c * Hp * Wp + r * g.dilation_h * Wp + s * g.dilation_w;
+  const int64_t kblocks = (Kg + KB - 1) / KB, tblocks = (CRS + TB - 1) / TB;
+  const int64_t items = g.groups * kblocks * tblocks;
+  const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
+  for (int64_t i = 0; i < g.w_size(); ++i) dw[i] = 0.0f;
+  // Work units: ranges of positions. Large images are cut into blocks of 16K positions, so
+  // that a block's dy rows and x windows come from L2/L3 while the items sweep the filters
+  // (item order: filter block fastest); small images (LeNet) are taken several per unit. Each
+  // unit ends with horizontal sums per item: smaller blocks made those a visible cost (VGG
+  // conv3_2 with 512 positions: 50 ms, whole images: 37 ms, 16K: 37 ms).
+  const int64_t tblk = int64_t(16384) / V * V;
+  // Item order within a group: with fewer input than output channels (VGG conv1_1 3->64,
+  // LeNet) the x block of a unit is small, so the taps go fastest and a filter block's dy
+  // rows stay in L2; otherwise the filter blocks go fastest and the x windows stay.
+  const bool taps_fastest = Cg < Kg;
+  const int64_t tper = Tv >= tblk ? tblk : Tv;                   // positions per unit, one image
+  const int64_t nper = Tv >= tblk ? 1 : direct_max(1, tblk / Tv);  // images per unit
+  const int64_t tunits = (Tv + tper - 1) / tper;
+
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t nn = direct_min(chunk, g.N - n0);
+#pragma omp parallel if (threaded)
+    {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < nn; ++i) {
+        float* xi = xp + i * ximg;
+        for (int64_t j = 0; j < ximg; ++j) xi[j] = 0.0f;
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t h = 0; h < g.H; ++h)
+            __builtin_memcpy(xi + (c * Hp + h + g.pad_top) * Wp + g.pad_left,
+                             x + (((n0 + i) * g.C + c) * g.H + h) * g.W, sizeof(float) * g.W);
+        float* di = dyp + i * dyimg;
+        for (int64_t k = 0; k < g.K; ++k) {
+          float* d = di + k * Tv;
+          for (int64_t j = 0; j < Tv; ++j) d[j] = 0.0f;
+          for (int64_t p = 0; p < g.P; ++p)
+            __builtin_memcpy(d + p * Wp, dy + (((n0 + i) * g.K + k) * g.P + p) * g.Q,
+                             sizeof(float) * g.Q);
+        }
+      }
+      // (barrier) Each unit's items write the same dw entries as the previous unit's, and the
+      // static schedule gives a thread the same items every time: no barrier between units.
+      for (int64_t u0 = 0; u0 < nn; u0 += nper)
+        for (int64_t tu = 0; tu < tunits; ++tu) {
+          const int64_t ta = tu * tper, tz = direct_min(Tv, ta + tper);
+          const int64_t ne = direct_min(nn, u0 + nper);
+#pragma omp for schedule(static) nowait
+          for (int64_t item = 0; item < items; ++item) {
+            const int64_t kt = item % (kblocks * tblocks), grp = item / (kblocks * tblocks);
+            const int64_t kb = taps_fastest ? kt / tblocks : kt % kblocks;
+            const int64_t tb = taps_fastest ? kt % tblocks : kt / kblocks;
+            const int64_t k0 = kb * KB, kn = direct_min(KB, Kg - k0);
+            const int64_t c0 = tb * TB, tn = direct_min(TB, CRS - c0);
+            // Taps past the block's end repeat the last one; so do filters past Kg.
+            int64_t to[TB], ko[KB];
+            for (int64_t j = 0; j < TB; ++j) to[j] = off[c0 + direct_min(j, tn - 1)];
+            for (int64_t i = 0; i < KB; ++i) ko[i] = (grp * Kg + k0 + direct_min(i, kn - 1)) * Tv;
+            BwVec acc[KB][TB];
+#pragma GCC unroll 8
+            for (int64_t i = 0; i < KB; ++i)
+#pragma GCC unroll 8
+              for (int64_t j = 0; j < TB; ++j) acc[i][j] = BwVec{};
+            for (int64_t n = u0; n < ne; ++n) {
+              const float* xi = xp + n * ximg + grp * Cg * Hp * Wp;
+              const float* di = dyp + n * dyimg;
+              for (int64_t t = ta; t < tz; t += V) {
+                BwVec dv[KB], xv[TB];
+#pragma GCC unroll 8
+                for (int64_t i = 0; i < KB; ++i)
+                  __builtin_memcpy(&dv[i], di + ko[i] + t, sizeof(BwVec));
+#pragma GCC unroll 8
+                for (int64_t j = 0; j < TB; ++j)
+                  __builtin_memcpy(&xv[j], xi + to[j] + t, sizeof(BwVec));
+#pragma GCC unroll 8
+                for (int64_t i = 0; i < KB; ++i)
+#pragma GCC unroll 8
+                  for (int64_t j = 0; j < TB; ++j) acc[i][j] += dv[i] * xv[j];
+              }
+            }
+            for (int64_t i = 0; i < kn; ++i)
+              for (int64_t j = 0; j < tn; ++j) {
+                alignas(64) float lanes[V];
+                __builtin_memcpy(lanes, &acc[i][j], sizeof lanes);
+                float sum = 0.0f;
+                for (int64_t l = 0; l < V; ++l) sum += lanes[l];
+                dw[(grp * Kg + k0 + i) * CRS + c0 + j] += sum;
+              }
+          }
+        }
+    }  // (implicit barrier: the next chunk's copies overwrite xp and dyp)
   }
 }

@@ -1,10 +1,20 @@
-// conv2d forward as an implicit GEMM: the same product as im2col (y_g = W_g * col), but the
-// column matrix is never stored. The GEMM driver asks for a KC x NR micro-panel of col and
-// this file's packing routine gathers it straight from x into the panel format, so there is
-// no workspace beyond the GEMM's own packed blocks and x is read once per K block.
+// conv2d as implicit GEMM: the products of im2col (conv2d_im2col.cpp) without the column
+// matrix. The GEMM driver asks for packed panels and the routines here gather them straight
+// from x, so there is no workspace beyond the GEMM's own packed blocks.
+//
+// One GEMM per group covers the whole batch: its columns are (image, output position) pairs,
+// j = n*P*Q + p*Q + q, so the filters are packed once per call (not once per image), small
+// images (LeNet, VGG conv5 at 14 x 14) fill whole micro-panels, and the threads split one
+// large column range instead of a handful of images.
+//   forward          y   (K x N*PQ)   = W (K x CRS) * col (CRS x N*PQ)      C in segments
+//   backward weight  dW  (K x CRS)    = dy (K x N*PQ) * col^T (N*PQ x CRS)  A in segments
+//   backward data    (stride 1) the forward of dy with the filters turned by 180 degrees and
+//                    their C and K swapped: dx[c] = sum_k dy[k] (*) rot180(w[k][c]), padded
+//                    by dilation*(R-1) - pad; strided layers use the im2col path.
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "cpu/conv/conv2d_internal.h"
 #include "cpu/gemm/gemm_blocked.h"
@@ -12,48 +22,72 @@
 namespace convforge::cpu::conv_detail {
 namespace {
 
-struct ImageGroup {
+using gemm_detail::ScratchSlot;
+using gemm_detail::thread_scratch;
+
+struct BatchSource {
   const Conv2dGeometry* g;
-  const float* xg;  // first channel of the group in image n
+  const float* xg;       // first channel of the group in image 0
+  int64_t image_stride;  // C*H*W
 };
 
-// Rows [k0, k0+kc) (k = (c*R + r)*S + s) x columns [j0, j0+nj) (j = p*Q + q) of col,
+// One output row's run of columns: positions (n, p, qa..qb-1) at panel offset off.
+struct Run {
+  int64_t off, qa, qb;
+  const float* x;  // image n's group channel 0
+  int64_t ih0;     // p*stride_h - pad_top
+};
+
+// Splits flat columns [j0, j0+nt) (j = (n*P + p)*Q + q) into runs along output rows.
+inline int split_runs(const BatchSource& src, int64_t j0, int64_t nt, Run* runs) {
+  const Conv2dGeometry& g = *src.g;
+  int nruns = 0;
+  for_each_row_run(g.Q, j0, nt, [&](int64_t o, int64_t pr, int64_t qa, int64_t qb) {
+    const int64_t n = pr / g.P, p = pr % g.P;
+    runs[nruns++] = Run{o, qa, qb, src.xg + n * src.image_stride, p * g.stride_h - g.pad_top};
+  });
+  return nruns;
+}
+
+// d[q] for q in [qa, qb) = x row value of output column q through tap offset off_w, or 0.
+inline void gather_row(const Conv2dGeometry& g, const float* xr, int64_t off_w, int64_t qa,
+                       int64_t qb, float* d) {
+  int64_t lo, hi;
+  valid_range(g.W, g.stride_w, off_w, qa, qb, &lo, &hi);
+  for (int64_t q = qa; q < lo; ++q) d[q] = 0.0f;
+  if (g.stride_w == 1) {
+    const float* s = xr + off_w;
+    for (int64_t q = lo; q < hi; ++q) d[q] = s[q];
+  } else {
+    for (int64_t q = lo; q < hi; ++q) d[q] = xr[q * g.stride_w + off_w];
+  }
+  for (int64_t q = hi; q < qb; ++q) d[q] = 0.0f;
+}
+
+// B for the forward: rows [k0, k0+kc) of col (k = (c*R + r)*S + s) x columns [j0, j0+nj),
 // as ceil(nj/nr) micro-panels of kc x nr, zero-padded past nj.
 void pack_b_im2col(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
                    float* dst) {
-  const ImageGroup& ig = *static_cast<const ImageGroup*>(ctx);
-  const Conv2dGeometry& g = *ig.g;
-  const int64_t RS = g.R * g.S;
-  struct Run { int64_t off, p, qa, qb; };
+  const BatchSource& src = *static_cast<const BatchSource*>(ctx);
+  const Conv2dGeometry& g = *src.g;
+  const int64_t RS = g.R * g.S, HW = g.H * g.W;
   Run runs[64];  // a panel of nr <= 64 columns has at most nr runs
   for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr) {
     const int64_t cols = std::min(nr, nj - jp);
-    int nruns = 0;
-    for_each_row_run(g.Q, j0 + jp, cols, [&](int64_t o, int64_t p, int64_t qa, int64_t qb) {
-      runs[nruns++] = Run{o, p, qa, qb};
-    });
+    const int nruns = split_runs(src, j0 + jp, cols, runs);
     int64_t c = k0 / RS, r = (k0 % RS) / g.S, s = k0 % g.S;
     for (int64_t kk = 0; kk < kc; ++kk) {
       float* d = dst + kk * nr;
-      const float* xc = ig.xg + c * g.H * g.W;
-      const int64_t off_w = s * g.dilation_w - g.pad_left;
+      const int64_t off_w = s * g.dilation_w - g.pad_left, dh = r * g.dilation_h;
       for (int u = 0; u < nruns; ++u) {
         const Run& run = runs[u];
         float* dd = d + run.off - run.qa;  // dd[q] is output column q's entry
-        const int64_t ih = run.p * g.stride_h - g.pad_top + r * g.dilation_h;
+        const int64_t ih = run.ih0 + dh;
         if (ih < 0 || ih >= g.H) {
           for (int64_t q = run.qa; q < run.qb; ++q) dd[q] = 0.0f;
           continue;
         }
-        const float* xr = xc + ih * g.W + off_w;
-        int64_t lo, hi;
-        valid_range(g.W, g.stride_w, off_w, run.qa, run.qb, &lo, &hi);
-        for (int64_t q = run.qa; q < lo; ++q) dd[q] = 0.0f;
-        if (g.stride_w == 1)
-          for (int64_t q = lo; q < hi; ++q) dd[q] = xr[q];
-        else
-          for (int64_t q = lo; q < hi; ++q) dd[q] = xr[q * g.stride_w];
-        for (int64_t q = hi; q < run.qb; ++q) dd[q] = 0.0f;
+        gather_row(g, run.x + c * HW + ih * g.W, off_w, run.qa, run.qb, dd);
       }
       for (int64_t jj = cols; jj < nr; ++jj) d[jj] = 0.0f;
       if (++s == g.S) {
@@ -64,30 +98,156 @@ void pack_b_im2col(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t 
   }
 }
 
+// B for the weight gradient: col^T, rows [k0, k0+kc) are output positions j, columns
+// [j0, j0+nj) are taps (c, r, s). Each tap column is gathered along the rows' runs and
+// scattered with stride nr into its micro-panel.
+void pack_b_im2col_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
+                     float* dst) {
+  const BatchSource& src = *static_cast<const BatchSource*>(ctx);
+  const Conv2dGeometry& g = *src.g;
+  const int64_t RS = g.R * g.S, HW = g.H * g.W;
+  constexpr int64_t kChunk = 64;
+  alignas(64) float line[kChunk + 1];
+  Run runs[kChunk];
+  for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr) {
+    const int64_t cols = std::min(nr, nj - jp);
+    // Positions in chunks of kChunk, so that the runs of a chunk fit a small array.
+    for (int64_t k1 = 0; k1 < kc; k1 += kChunk) {
+      const int64_t len = std::min(kChunk, kc - k1);
+      const int nruns = split_runs(src, k0 + k1, len, runs);
+      float* d0 = dst + k1 * nr;
+      for (int64_t jj = 0; jj < cols; ++jj) {
+        const int64_t t = j0 + jp + jj, c = t / RS, r = (t % RS) / g.S, s = t % g.S;
+        const int64_t off_w = s * g.dilation_w - g.pad_left, dh = r * g.dilation_h;
+        for (int u = 0; u < nruns; ++u) {
+          const Run& run = runs[u];
+          float* dd = line + run.off - run.qa;
+          const int64_t ih = run.ih0 + dh;
+          if (ih < 0 || ih >= g.H) {
+            for (int64_t q = run.qa; q < run.qb; ++q) dd[q] = 0.0f;
+            continue;
+          }
+          gather_row(g, run.x + c * HW + ih * g.W, off_w, run.qa, run.qb, dd);
+        }
+        for (int64_t i = 0; i < len; ++i) d0[i * nr + jj] = line[i];
+      }
+      for (int64_t jj = cols; jj < nr; ++jj)
+        for (int64_t i = 0; i < len; ++i) d0[i * nr + jj] = 0.0f;
+    }
+  }
+}
+
+// A for the transposed forward of the input gradient, read from the original filters:
+// row c, column (k*R + r)*S + s of group grp's rotated filters is w[grp*Kg + k][c][R-1-r][S-1-s].
+struct RotatedFilters {
+  const float* wg;  // the group's first filter
+  int64_t Cg, RS;
+};
+void pack_a_rotated(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
+                    float* dst) {
+  const RotatedFilters& f = *static_cast<const RotatedFilters*>(ctx);
+  for (int64_t ip = 0; ip < mi; ip += mr, dst += kc * mr) {
+    const int64_t rows = std::min(mr, mi - ip);
+    int64_t k = k0 / f.RS, rs = k0 % f.RS;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const float* src = f.wg + (k * f.Cg + i0 + ip) * f.RS + (f.RS - 1 - rs);
+      float* d = dst + kk * mr;
+      int64_t ii = 0;
+      for (; ii < rows; ++ii) d[ii] = src[ii * f.RS];
+      for (; ii < mr; ++ii) d[ii] = 0.0f;
+      if (++rs == f.RS) rs = 0, ++k;
+    }
+  }
+}
+
+// Runs f(grp) for every group: with at least as many groups as threads, the groups go to
+// the threads and each GEMM runs serially; otherwise one group at a time, GEMMs threaded.
+template <class F>
+void for_each_group(const Conv2dGeometry& g, F f) {
+  const int nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (g.groups >= nthreads && nthreads > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t grp = 0; grp < g.groups; ++grp) f(grp);
+  } else {
+    for (int64_t grp = 0; grp < g.groups; ++grp) f(grp);
+  }
+}
+
 }  // namespace
 
 void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu) {
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
-  const int64_t PQ = g.P * g.Q, pairs = g.N * g.groups;
-  auto one = [&](int64_t i) {
-    const int64_t n = i / g.groups, grp = i % g.groups;
-    const ImageGroup ig{&g, x + (n * g.C + grp * Cg) * g.H * g.W};
+  const int64_t PQ = g.P * g.Q;
+  for_each_group(g, [&](int64_t grp) {
+    const BatchSource src{&g, x + grp * Cg * g.H * g.W, g.C * g.H * g.W};
     const gemm_detail::DenseMatrix wg{w + grp * Kg * CRS, CRS, false};
     GemmEpilogue ep;
     ep.row_bias = bias ? bias + grp * Kg : nullptr;
     ep.relu = relu;
-    gemm_detail::gemm_blocked_run(Kg, PQ, CRS, 1.0f, gemm_detail::pack_a_dense(&wg),
-                                  gemm_detail::PackB{pack_b_im2col, &ig}, 0.0f,
-                                  y + (n * g.K + grp * Kg) * PQ, PQ, ep);
-  };
-  // Enough (image, group) pairs: one thread per pair, serial GEMMs; else threaded GEMMs.
-  if (pairs >= omp_get_max_threads() && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < pairs; ++i) one(i);
-  } else {
-    for (int64_t i = 0; i < pairs; ++i) one(i);
+    gemm_detail::gemm_blocked_run(Kg, g.N * PQ, CRS, 1.0f, gemm_detail::pack_a_dense(&wg),
+                                  gemm_detail::PackB{pack_b_im2col, &src}, 0.0f,
+                                  y + grp * Kg * PQ, PQ, ep, {PQ, g.K * PQ});
+  });
+}
+
+bool backward_data_implicit_applies(const Conv2dGeometry& g) {
+  return g.stride_h == 1 && g.stride_w == 1 && g.pad_top <= g.dilation_h * (g.R - 1) &&
+         g.pad_bottom <= g.dilation_h * (g.R - 1) && g.pad_left <= g.dilation_w * (g.S - 1) &&
+         g.pad_right <= g.dilation_w * (g.S - 1);
+}
+
+void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
+                              ForwardFn forward) {
+  if (!backward_data_implicit_applies(g)) return backward_data_im2col(g, dy, w, dx);
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S;
+  // The transposed convolution as a forward one: input dy (K channels, P x Q), C filters of
+  // Kg channels each, output H x W (stride 1: P + pads' - dilation*(R-1) = H).
+  Conv2dGeometry t = g;
+  t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
+  t.pad_top = g.dilation_h * (g.R - 1) - g.pad_top;
+  t.pad_bottom = g.dilation_h * (g.R - 1) - g.pad_bottom;
+  t.pad_left = g.dilation_w * (g.S - 1) - g.pad_left;
+  t.pad_right = g.dilation_w * (g.S - 1) - g.pad_right;
+  t.P = g.H, t.Q = g.W;
+  const ForwardFn chosen = forward == forward_auto ? forward_auto_choice(t) : forward;
+  if (chosen == forward_implicit) {
+    // The implicit GEMM packs its A panels from the rotated filters directly: no copy.
+    const int64_t CRS = Kg * RS, PQ = t.P * t.Q;
+    for_each_group(t, [&](int64_t grp) {
+      const BatchSource src{&t, dy + grp * Kg * t.H * t.W, t.C * t.H * t.W};
+      const RotatedFilters f{w + grp * Kg * Cg * RS, Cg, RS};
+      gemm_detail::gemm_blocked_run(Cg, t.N * PQ, CRS, 1.0f,
+                                    gemm_detail::PackA{pack_a_rotated, &f},
+                                    gemm_detail::PackB{pack_b_im2col, &src}, 0.0f,
+                                    dx + grp * Cg * PQ, PQ, {}, {PQ, t.K * PQ});
+    });
+    return;
   }
+  // wt[grp*Cg + c][k][r][s] = w[grp*Kg + k][c][R-1-r][S-1-s]
+  float* wt = thread_scratch(ScratchSlot::ConvWeight, g.w_size());
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t k = 0; k < Kg; ++k) {
+        const float* src = w + ((grp * Kg + k) * Cg + c) * RS;
+        float* d = wt + ((grp * Cg + c) * Kg + k) * RS;
+        for (int64_t i = 0; i < RS; ++i) d[i] = src[RS - 1 - i];
+      }
+  chosen(t, dy, wt, nullptr, dx, false);
+}
+
+void backward_weight_implicit(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                              float* db) {
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
+  const int64_t PQ = g.P * g.Q;
+  for_each_group(g, [&](int64_t grp) {
+    const BatchSource src{&g, x + grp * Cg * g.H * g.W, g.C * g.H * g.W};
+    const gemm_detail::SegmentedMatrix dyg{dy + grp * Kg * PQ, PQ, PQ, g.K * PQ};
+    gemm_detail::gemm_blocked_run(Kg, CRS, g.N * PQ, 1.0f, gemm_detail::pack_a_segmented(&dyg),
+                                  gemm_detail::PackB{pack_b_im2col_t, &src}, 0.0f,
+                                  dw + grp * Kg * CRS, CRS, {});
+  });
+  bias_grad(g, dy, db);
 }
 
 }  // namespace convforge::cpu::conv_detail

@@ -24,8 +24,46 @@ void forward_direct_avx2(const Conv2dGeometry& g, const float* x, const float* w
 void forward_direct_avx512(const Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y, bool relu);
 
+// Winograd F(2x2, 3x3) (conv2d_winograd.cpp); other layers go to forward_implicit.
+bool winograd_applies(const Conv2dGeometry& g);
+void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                      float* y, bool relu);
+// direct_k: vectorised along the filters (conv2d_direct_impl.h), per ISA.
+void forward_direct_k(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                      float* y, bool relu);
+void forward_direct_k_scalar(const Conv2dGeometry& g, const float* x, const float* w,
+                             const float* bias, float* y, bool relu);
+void forward_direct_k_avx2(const Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y, bool relu);
+void forward_direct_k_avx512(const Conv2dGeometry& g, const float* x, const float* w,
+                             const float* bias, float* y, bool relu);
+
+// Direct weight gradient (stride 1; conv2d_direct_impl.h) per ISA; dw only, bias apart.
+bool backward_weight_direct_applies(const Conv2dGeometry& g);
+void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                            float* db);
+void backward_weight_direct_scalar(const Conv2dGeometry& g, const float* dy, const float* x,
+                                   float* dw);
+void backward_weight_direct_avx2(const Conv2dGeometry& g, const float* dy, const float* x,
+                                 float* dw);
+void backward_weight_direct_avx512(const Conv2dGeometry& g, const float* dy, const float* x,
+                                   float* dw);
+
 void backward_data_reference(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
 void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
+// Stride 1 (and padding <= dilation*(R-1)): the forward implicit GEMM on rotated filters;
+// otherwise backward_data_im2col.
+bool backward_data_implicit_applies(const Conv2dGeometry& g);
+using ForwardFn = void (*)(const Conv2dGeometry&, const float*, const float*, const float*,
+                          float*, bool);
+// The transposed forward through `forward` (implicit, direct or auto).
+void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
+                              ForwardFn forward);
+void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                  float* y, bool relu);
+ForwardFn forward_auto_choice(const Conv2dGeometry& g);
+void backward_weight_implicit(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                              float* db);
 void backward_weight_reference(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                                float* db);
 void backward_weight_im2col(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,

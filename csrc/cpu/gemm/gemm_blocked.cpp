@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "cpu/gemm/gemm_blocked.h"
@@ -22,6 +23,7 @@ inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Below this many multiply-adds, waking the thread team costs more than it saves.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 20;
+constexpr int64_t kMaxNR = 32, kMaxTile = 16 * kMaxNR;  // the largest micro-kernel's NR, MR x NR
 
 // K == 0: C = beta * C + biases, then relu.
 void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const GemmEpilogue& e) {
@@ -44,7 +46,7 @@ struct Scratch {
 }  // namespace
 
 float* thread_scratch(ScratchSlot slot, int64_t count) {
-  thread_local Scratch slots[5];
+  thread_local Scratch slots[static_cast<int>(ScratchSlot::Count)];
   Scratch& s = slots[static_cast<int>(slot)];
   if (count > s.n) {
     std::free(s.p);
@@ -59,9 +61,15 @@ float* thread_scratch(ScratchSlot slot, int64_t count) {
 }
 
 void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, PackB b, float beta,
-                      float* C, int64_t ldc, const GemmEpilogue& epi) {
+                      float* C, int64_t ldc, const GemmEpilogue& epi, const ColumnSegments& segs) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) return scale_only(M, N, beta, C, ldc, epi);
+  const int64_t seg = segs.seg_cols > 0 ? segs.seg_cols : N;
+  if (K <= 0) {
+    for (int64_t j0 = 0; j0 < N; j0 += seg)
+      scale_only(M, std::min(seg, N - j0), beta, C + (j0 / seg) * segs.seg_stride, ldc,
+                 {epi.row_bias, epi.col_bias ? epi.col_bias + j0 : nullptr, epi.relu});
+    return;
+  }
 
   const GemmConfig& cfg = gemm_config(simd_level());
   const int64_t MR = cfg.mr, NR = cfg.nr, KC = cfg.kc, NC = cfg.nc;
@@ -69,10 +77,18 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
                            ? std::max(1, omp_get_max_threads())
                            : 1;
 
-  // mc: at most cfg.mc, chosen so that the ic blocks divide evenly among the threads.
+  // The ic blocks: at most cfg.mc rows. With several threads the C block is split over ic
+  // blocks (each thread packs its own A block) when the micro-tiles of M share out evenly;
+  // otherwise (e.g. M = 64: 5 tiles of 14 rows, 3 + 2) over the columns, where each thread
+  // packs a copy of the A block, which costs 1/ncols of its work.
+  const int64_t tiles = ceil_div(M, MR);
   int64_t n_ic = ceil_div(M, cfg.mc);
-  if (nthreads > 1) n_ic = round_up(n_ic, nthreads);
-  const int64_t mc = round_up(ceil_div(M, n_ic), MR);
+  if (nthreads > 1) {
+    const int64_t by_rows = round_up(n_ic, nthreads);
+    const int64_t per_thread = ceil_div(tiles, nthreads);
+    if (tiles >= by_rows && 10 * tiles >= 9 * per_thread * nthreads) n_ic = by_rows;
+  }
+  const int64_t mc = ceil_div(tiles, n_ic) * MR;
   n_ic = ceil_div(M, mc);
 
   const int64_t nc_max = std::min(NC, round_up(N, NR));
@@ -84,6 +100,7 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     float* abuf = thread_scratch(ScratchSlot::GemmA, mc * kc_max);
+    alignas(64) float tile[kMaxTile];  // for micro-tiles that straddle two column segments
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = std::min(NC, N - jc);
       const int64_t n_panels = ceil_div(nc, NR);
@@ -115,10 +132,46 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
             const float* bp = bbuf + p * kc * NR;
             TileEpilogue t = ep;
             if (last && epi.col_bias) t.col_bias = epi.col_bias + jc + jr;
-            for (int64_t ir = 0; ir < mi; ir += MR) {
-              if (last && epi.row_bias) t.row_bias = epi.row_bias + ic + ir;
-              cfg.kernel(kc, abuf + ir * kc, bp, C + (ic + ir) * ldc + jc + jr, ldc,
-                         std::min(MR, mi - ir), nr, t);
+            const int64_t j = jc + jr, js = j % seg;
+            float* cj = C + (j / seg) * segs.seg_stride + js;
+            if (js + nr <= seg) {
+              for (int64_t ir = 0; ir < mi; ir += MR) {
+                if (last && epi.row_bias) t.row_bias = epi.row_bias + ic + ir;
+                cfg.kernel(kc, abuf + ir * kc, bp, cj + (ic + ir) * ldc, ldc,
+                           std::min(MR, mi - ir), nr, t);
+              }
+            } else {
+              // The tile straddles segments (images): compute it into `tile`, then copy.
+              // Usually two segments (seg >= nr): two contiguous pieces per row.
+              int64_t off[kMaxNR];  // offset in C of each column of the tile
+              for (int64_t jj = 0; jj < nr; ++jj)
+                off[jj] = ((j + jj) / seg) * segs.seg_stride + (j + jj) % seg;
+              const int64_t n1 = seg >= nr ? seg - js : 0;  // columns in the first segment
+              for (int64_t ir = 0; ir < mi; ir += MR) {
+                const int64_t m = std::min(MR, mi - ir);
+                float* c = C + (ic + ir) * ldc;
+                if (t.beta != 0.0f)
+                  for (int64_t i = 0; i < m; ++i) {
+                    if (n1) {
+                      std::memcpy(tile + i * NR, c + i * ldc + off[0], sizeof(float) * n1);
+                      std::memcpy(tile + i * NR + n1, c + i * ldc + off[n1],
+                                  sizeof(float) * (nr - n1));
+                    } else {
+                      for (int64_t jj = 0; jj < nr; ++jj) tile[i * NR + jj] = c[i * ldc + off[jj]];
+                    }
+                  }
+                if (last && epi.row_bias) t.row_bias = epi.row_bias + ic + ir;
+                cfg.kernel(kc, abuf + ir * kc, bp, tile, NR, m, nr, t);
+                for (int64_t i = 0; i < m; ++i) {
+                  if (n1) {
+                    std::memcpy(c + i * ldc + off[0], tile + i * NR, sizeof(float) * n1);
+                    std::memcpy(c + i * ldc + off[n1], tile + i * NR + n1,
+                                sizeof(float) * (nr - n1));
+                  } else {
+                    for (int64_t jj = 0; jj < nr; ++jj) c[i * ldc + off[jj]] = tile[i * NR + jj];
+                  }
+                }
+              }
             }
           }
         }

@@ -75,12 +75,32 @@ struct DenseMatrix {
   bool trans;
 };
 PackA pack_a_dense(const DenseMatrix* m);
+// A matrix whose columns come in segments (one per image): element (i, j) is
+// data[(j / seg_cols) * seg_stride + i * ld + j % seg_cols]. The A operand of a batched
+// convolution's weight gradient (dy viewed as K x N*P*Q).
+struct SegmentedMatrix {
+  const float* data;
+  int64_t ld, seg_cols, seg_stride;
+};
+PackA pack_a_segmented(const SegmentedMatrix* m);
 PackB pack_b_dense(const DenseMatrix* m);
+
+// Where the columns of C live. Plain GEMM: column j of row i is C[i*ldc + j]. A convolution
+// over a batch computes one GEMM whose columns are (image, output position) pairs, and C's
+// columns then come in segments of seg_cols (one image's P*Q), seg_stride floats apart:
+// column j of row i is C[(j / seg_cols) * seg_stride + i*ldc + j % seg_cols]. A micro-tile
+// that straddles two segments is computed into a local tile and scattered. col_bias is
+// indexed by the flat column j.
+struct ColumnSegments {
+  int64_t seg_cols = 0;  // 0: one plain segment
+  int64_t seg_stride = 0;
+};
 
 // C (M x N) = alpha * A * B + beta * C with epilogue, through the five loops.
 // Runs serially when called inside an OpenMP parallel region or when the problem is small.
 void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, PackB b, float beta,
-                      float* C, int64_t ldc, const GemmEpilogue& epi);
+                      float* C, int64_t ldc, const GemmEpilogue& epi,
+                      const ColumnSegments& segs = {});
 
 // The two algos behind sgemm() (same arguments).
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -93,7 +113,10 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 // A 64-byte aligned scratch buffer per thread and slot, grown when needed and reused,
 // so that hot paths do not allocate. Distinct users take distinct slots, since a pointer
 // from one slot stays valid only until the same slot is asked for more on this thread.
-enum class ScratchSlot { GemmA = 0, GemmB = 1, ConvCol = 2, ConvPartial = 3, ConvPartial2 = 4 };
+enum class ScratchSlot {
+  GemmA = 0, GemmB = 1, ConvCol = 2, ConvPartial = 3, ConvPartial2 = 4, ConvWeight = 5,
+  WinogradU = 6, Count = 7
+};
 float* thread_scratch(ScratchSlot slot, int64_t count);
 
 }  // namespace convforge::cpu::gemm_detail

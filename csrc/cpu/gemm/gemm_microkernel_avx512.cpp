@@ -1,19 +1,26 @@
 // AVX-512 micro-kernel: a 14 x 32 tile of C in 28 zmm accumulators.
 // Per k: two 16-wide loads of the B micro-panel, 14 broadcasts of A, 28 FMAs.
-// Edge tiles: the packed panels are zero-padded, so the full tile is always computed and
-// only the stores are clipped (rows by count, columns by a write mask).
+// Edge tiles: the packed panels are zero-padded and the stores clipped (rows by count, columns
+// by a write mask); tiles with at most 7 rows or 16 columns run a smaller body (7 rows, one
+// column vector), so odd sizes (129 x 257, a 196-column conv GEMM) skip most of the padding.
 #include <immintrin.h>
 
 #include "cpu/gemm/gemm_blocked.h"
 
 namespace convforge::cpu::gemm_detail {
 
-void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, float* C,
-                              int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep) {
-  constexpr int MR = 14;
-  __m512 c0[MR], c1[MR];
+namespace {
+
+// The tile body for ROWS rows (<= 14) and COLV column vectors (1 or 2) of the packed panels
+// (which stay 14 x kc and kc x 32): edge tiles with at most 7 rows or 16 columns skip the
+// multiply-adds of the rows/columns that are only padding.
+template <int ROWS, int COLV>
+inline void tile_avx512(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                        int64_t m, int64_t n, const TileEpilogue& ep) {
+  constexpr int MR = 14, R = ROWS;
+  __m512 c0[R], c1[R];
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
 
   // Bring the C tile towards L1 while the k loop runs (it is read or written at the end).
   for (int64_t i = 0; i < m; ++i) {
@@ -23,13 +30,13 @@ void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, floa
 
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(Bp);
-    const __m512 b1 = _mm512_load_ps(Bp + 16);
+    const __m512 b1 = COLV == 2 ? _mm512_load_ps(Bp + 16) : b0;
     _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * 32), _MM_HINT_T0);
 #pragma GCC unroll 14
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const __m512 a = _mm512_set1_ps(Ap[i]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+      if (COLV == 2) c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
     Ap += MR;
     Bp += 32;
@@ -44,11 +51,11 @@ void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, floa
   const __m512 cb1 = ep.col_bias ? _mm512_maskz_loadu_ps(k1, ep.col_bias + 16) : _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < R; ++i) {
     if (i >= m) break;
     float* c = C + i * ldc;
     __m512 r0 = _mm512_mul_ps(alpha, c0[i]);
-    __m512 r1 = _mm512_mul_ps(alpha, c1[i]);
+    __m512 r1 = COLV == 2 ? _mm512_mul_ps(alpha, c1[i]) : zero;
     if (read_c) {
       r0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k0, c), r0);
       r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k1, c + 16), r1);
@@ -61,8 +68,20 @@ void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, floa
       r1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r1, zero, _CMP_GT_OQ), r1);
     }
     _mm512_mask_storeu_ps(c, k0, r0);
-    _mm512_mask_storeu_ps(c + 16, k1, r1);
+    if (COLV == 2) _mm512_mask_storeu_ps(c + 16, k1, r1);
   }
+}
+
+}  // namespace
+
+void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, float* C,
+                              int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep) {
+  if (m > 7) {
+    if (n > 16) return tile_avx512<14, 2>(kc, Ap, Bp, C, ldc, m, n, ep);
+    return tile_avx512<14, 1>(kc, Ap, Bp, C, ldc, m, n, ep);
+  }
+  if (n > 16) return tile_avx512<7, 2>(kc, Ap, Bp, C, ldc, m, n, ep);
+  return tile_avx512<7, 1>(kc, Ap, Bp, C, ldc, m, n, ep);
 }
 
 }  // namespace convforge::cpu::gemm_detail

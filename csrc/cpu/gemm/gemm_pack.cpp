@@ -59,8 +59,30 @@ void pack_b(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int
   }
 }
 
+// Rows [i0, i0+mi) x columns [k0, k0+kc) of a SegmentedMatrix: each row is read along its
+// contiguous runs (one per segment) and scattered with stride mr.
+void pack_a_seg(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
+                float* dst) {
+  const auto& a = *static_cast<const SegmentedMatrix*>(ctx);
+  for (int64_t ip = 0; ip < mi; ip += mr, dst += kc * mr) {
+    const int64_t rows = mi - ip < mr ? mi - ip : mr;
+    for (int64_t j = k0; j < k0 + kc;) {
+      const int64_t seg = j / a.seg_cols, js = j % a.seg_cols;
+      const int64_t len = a.seg_cols - js < k0 + kc - j ? a.seg_cols - js : k0 + kc - j;
+      const float* src = a.data + seg * a.seg_stride + (i0 + ip) * a.ld + js;
+      float* d = dst + (j - k0) * mr;
+      for (int64_t t = 0; t < len; ++t) {
+        for (int64_t ii = 0; ii < rows; ++ii) d[t * mr + ii] = src[ii * a.ld + t];
+        for (int64_t ii = rows; ii < mr; ++ii) d[t * mr + ii] = 0.0f;
+      }
+      j += len;
+    }
+  }
+}
+
 }  // namespace
 
+PackA pack_a_segmented(const SegmentedMatrix* m) { return PackA{pack_a_seg, m}; }
 PackA pack_a_dense(const DenseMatrix* m) { return PackA{pack_a, m}; }
 PackB pack_b_dense(const DenseMatrix* m) { return PackB{pack_b, m}; }
 
