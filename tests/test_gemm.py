@@ -9,7 +9,7 @@ import convforge
 import convforge.functional as F
 from conftest import BWD_TOL, FWD_TOL, randn, rel_error
 
-ALGOS = ["reference", "blocked", "auto"]
+ALGOS = ["reference", "blocked", "gemv", "auto"]
 
 SIZES = [  # (M, N, K)
     (1, 1, 1), (7, 7, 7), (33, 33, 33), (100, 100, 100), (257, 257, 257),

@@ -102,13 +102,16 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
                       float* C, int64_t ldc, const GemmEpilogue& epi,
                       const ColumnSegments& segs = {});
 
-// The two algos behind sgemm() (same arguments).
+// The algos behind sgemm() (same arguments).
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                      float* C, int64_t ldc, const GemmEpilogue& epi);
 void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                    int64_t ldc, const GemmEpilogue& epi);
+void sgemm_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc, const GemmEpilogue& epi);
 
 // A 64-byte aligned scratch buffer per thread and slot, grown when needed and reused,
 // so that hot paths do not allocate. Distinct users take distinct slots, since a pointer
