@@ -26,19 +26,6 @@ namespace {
 #undef CF_BW_TB
 }  // namespace
 
-void forward_direct_scalar(const Conv2dGeometry& g, const float* x, const float* w,
-                           const float* bias, float* y, bool relu) {
-  direct_forward(g, x, w, bias, y, relu);
-}
-
-void forward_direct_k_scalar(const Conv2dGeometry& g, const float* x, const float* w,
-                          const float* bias, float* y, bool relu) {
-  direct_forward_klanes(g, x, w, bias, y, relu);
-}
-
-void backward_weight_direct_scalar(const Conv2dGeometry& g, const float* dy, const float* x,
-                                float* dw) {
-  direct_backward_weight(g, dy, x, dw);
-}
+CF_DIRECT_ENTRY_POINTS(scalar)
 
 }  // namespace convforge::cpu::conv_detail

@@ -17,6 +17,22 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, c
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu);
 // The direct kernel per ISA (conv2d_direct*.cpp, one source compiled three times).
+// The entry points of one ISA's build of conv2d_direct_impl.h (conv2d_direct{,_avx2,_avx512}.cpp),
+// which calls the kernels of its own anonymous namespace.
+#define CF_DIRECT_ENTRY_POINTS(isa)                                                               \
+  void forward_direct_##isa(const Conv2dGeometry& g, const float* x, const float* w,             \
+                            const float* bias, float* y, bool relu) {                            \
+    direct_forward(g, x, w, bias, y, relu);                                                       \
+  }                                                                                               \
+  void forward_direct_k_##isa(const Conv2dGeometry& g, const float* x, const float* w,           \
+                              const float* bias, float* y, bool relu) {                          \
+    direct_forward_klanes(g, x, w, bias, y, relu);                                                \
+  }                                                                                               \
+  void backward_weight_direct_##isa(const Conv2dGeometry& g, const float* dy, const float* x,    \
+                                    float* dw) {                                                 \
+    direct_backward_weight(g, dy, x, dw);                                                         \
+  }
+
 void forward_direct_scalar(const Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y, bool relu);
 void forward_direct_avx2(const Conv2dGeometry& g, const float* x, const float* w,
