@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
+from .. import _C, _checks, functional as F
 from . import _arrays, init as _init
 from .module import Module, Parameter
 
 
 def _pair(v, name):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+    """An int or a pair of ints, checked as the functional API checks it."""
+    return _checks.pair("nn layer", name, v)
 
 
 def _window_error(layer, input_shape, out):
@@ -23,16 +20,8 @@ def _window_error(layer, input_shape, out):
 
 
 def _pool_output_size(n, k, s, p, d, ceil_mode):
-    """PyTorch's pooling rule: conv_output_size, or its ceiling where the last window starts inside."""
-    if not ceil_mode:
-        return F.conv_output_size(n, k, s, p, d)
-    span = n + 2 * p - d * (k - 1) - 1
-    if span < 0:
-        return 0
-    out = -(-span // s) + 1
-    if (out - 1) * s >= n + p:
-        out -= 1
-    return out
+    """PyTorch's pooling rule, from the one place it lives (csrc/common/geometry.h); 0 if nothing fits."""
+    return int(_C.pool_output_size(n, k, s, p, d, bool(ceil_mode)))
 
 
 class Conv2d(Module):
