@@ -12,7 +12,6 @@ import copy
 import inspect
 import math
 import multiprocessing
-import os
 import pickle
 import types
 from pathlib import Path
@@ -348,19 +347,6 @@ def test_spawn_pool_runs_lenet5_forward_passes_like_serial():
 # ---------------------------------------------------------------------------------------------
 # Student kernels
 # ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def kernel_cache(request, tmp_path_factory):
-    """The build cache of tests/test_kernels_registry.py, so each student file compiles once."""
-    old = os.environ.get("CONVFORGE_CACHE")
-    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
-                                       else tmp_path_factory.mktemp("convforge_kernels"))  # -p no:cacheprovider
-    yield
-    if old is None:
-        os.environ.pop("CONVFORGE_CACHE", None)
-    else:
-        os.environ["CONVFORGE_CACHE"] = old
-
 
 @pytest.fixture
 def student_conv(kernel_cache):
