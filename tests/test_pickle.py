@@ -336,9 +336,10 @@ def test_spawn_pool_runs_lenet5_forward_passes_like_serial():
     nets[0](randn(rng, 3, 1, 32, 32))  # one materialised, with forward caches; the others lazy
     xs = [randn(rng, 5, 1, 32, 32) for _ in nets]
     jobs = [(m, x) for m in nets for x in xs]
-    serial = [np.array(m.forward(x)) for m, x in jobs]
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
+    assert [m[0].weight.materialized for m in nets] == [True, False, False]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:  # the lazy ones materialise in the workers
         got = pool.starmap_async(models.Network.forward, jobs).get(timeout=POOL_TIMEOUT_S)
+    serial = [np.array(m.forward(x)) for m, x in jobs]
     assert len(got) == len(serial)
     for g, s in zip(got, serial):
         assert isinstance(g, np.ndarray) and np.array_equal(g, s)
