@@ -437,3 +437,20 @@ def test_device_arrays_and_cuda_models_pickle_through_the_host():
     dy = cuda.to_device(randn(np.random.default_rng(8), 2, 10))
     assert_runs_equal(run(model, xd, dy), run(clone, xd, dy), rtol=1e-5)
     assert np.all(np.isfinite(first[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The data that goes with a model to a worker
+# ---------------------------------------------------------------------------------------------
+
+def test_dataset_and_batch_iterator_round_trip(rng):
+    from convforge import data
+
+    ds = data.Dataset(randn(rng, 10, 1, 32, 32), rng.integers(0, 10, 10), randn(rng, 4, 1, 32, 32),
+                      rng.integers(0, 10, 4), name="toy", mean=0.5, std=2.0, notes=["generated"])
+    assert_same(ds, roundtrip(ds))
+    it = data.BatchIterator(ds.x_train, ds.y_train, 4, seed=3)
+    list(it)  # one epoch done: the copy goes on with the second epoch's permutation
+    clone = roundtrip(it)
+    for (xa, ya), (xb, yb) in zip(it, clone, strict=True):
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
