@@ -44,6 +44,20 @@ def poisoned_outputs():
     _C._set_poison_outputs(False)
 
 
+@pytest.fixture(scope="module")
+def kernel_cache(request, tmp_path_factory):
+    """$CONVFORGE_CACHE set to one folder for the module's tests: pytest's cache folder, so each student
+    file compiles once across test files and runs (a temporary folder under -p no:cacheprovider)."""
+    old = os.environ.get("CONVFORGE_CACHE")
+    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
+                                       else tmp_path_factory.mktemp("convforge_kernels"))
+    yield
+    if old is None:
+        os.environ.pop("CONVFORGE_CACHE", None)
+    else:
+        os.environ["CONVFORGE_CACHE"] = old
+
+
 @pytest.fixture(params=["scalar", "avx2", "avx512"])
 def simd_level(request):
     """Runs a test once per SIMD level this CPU supports (the portable fallback included)."""

@@ -11,8 +11,15 @@ Exchange without copies: a DeviceArray has ``__dlpack__``/``__dlpack_device__`` 
 ``__cuda_array_interface__`` (so ``torch.from_dlpack(arr)`` and ``cupy.asarray(arr)`` work), and
 :func:`from_dlpack` turns a torch CUDA tensor, a CuPy array or any object with either protocol
 into a DeviceArray. Both directions order the consumer's stream after the producer's work.
+
+Pickling (multiprocessing, ``copy.deepcopy``, caching): a DeviceArray pickles as a host copy of its
+data and its device index, and unpickles by copying back to that device; where the receiving
+process has no such GPU, unpickling raises a RuntimeError saying so (move models to the CPU with
+``model.to("cpu")`` before sending them to such a process).
 """
 from __future__ import annotations
+
+import copyreg
 
 import numpy as np
 
@@ -144,6 +151,27 @@ def empty(shape, dtype=np.float32, device: int = 0):
     """An uninitialised DeviceArray."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     return _module().empty(list(shape), np.dtype(dtype).str, _check_index(device))
+
+
+def _reduce_device_array(a):
+    """pickle's reduction of a DeviceArray: a host copy (after its queued work) and the device index."""
+    return _rebuild_device_array, (a.numpy(), int(a.device_index))
+
+
+def _rebuild_device_array(host: np.ndarray, device: int):
+    """Unpickles a DeviceArray: copies host back to cuda:device, or a RuntimeError saying why it cannot."""
+    n = device_count()
+    if device >= n:
+        why = ("convforge was built without CUDA here" if _cuda is None
+               else "no CUDA GPU is visible here" if n == 0 else f"only {n} GPU(s) are visible here")
+        raise RuntimeError(
+            f"cannot unpickle a DeviceArray of shape {tuple(host.shape)} ({host.dtype}) on cuda:{device}: {why}; "
+            f"move it to the host before pickling (DeviceArray.numpy(), or model.to('cpu') for a model)")
+    return to_device(host, device)
+
+
+if _cuda is not None:
+    copyreg.pickle(_cuda.DeviceArray, _reduce_device_array)
 
 
 def _is_device_object(obj) -> bool:

@@ -208,7 +208,13 @@ _SIGNATURES = {
 
 @dataclass
 class StudentKernel:
-    """A loaded student file: call its functions with numpy arrays (CPU) or device arrays (CUDA)."""
+    """A loaded student file: call its functions with numpy arrays (CPU) or device arrays (CUDA).
+
+    It pickles as its name, op, source path and cached build: unpickling re-loads that build (and
+    registers it as ``algo=name`` if it was registered here), so a model using it can cross into
+    a spawned process; where the build does not exist (another machine, a cleared cache),
+    unpickling raises a RuntimeError saying to call ``load_kernel`` in that process first.
+    """
     name: str
     op: str
     path: str
@@ -216,6 +222,10 @@ class StudentKernel:
     library: str                     # the cached shared library
     compiler_output: str = ""
     functions: dict = field(default_factory=dict, repr=False)
+
+    def __reduce__(self):
+        registered = _registry().get(self.name) is self
+        return _restore_kernel, (self.name, self.op, self.path, self.library, self.compiler_output, registered)
 
     @property
     def provides(self) -> builtins.list:
@@ -378,6 +388,30 @@ def load_kernel(path, op: str = "conv2d", name: str | None = None) -> StudentKer
     if k.name in ours:
         raise ValueError(f"load_kernel: {k.name!r} is the name of one of our kernels; pass name=...")
     reg[k.name] = k
+    return k
+
+
+def _restore_kernel(name, op, path, library, compiler_output, registered) -> StudentKernel:
+    """Unpickles a StudentKernel: the one registered under name if it is the same build, else its
+    cached build loaded (and registered if it was), else a RuntimeError saying to load it here."""
+    reg = _registry()
+    existing = reg.get(name) if registered else None
+    if existing is not None:
+        if existing.library == library and existing.op == op:
+            return existing
+        raise RuntimeError(
+            f"cannot unpickle student kernel {name!r} (op={op!r}, built from {path}): this process has a different "
+            f"kernel registered under that name (from {existing.path}, op={existing.op!r}); "
+            f"call convforge.kernels.unload_kernel({name!r}) first")
+    if not Path(library).is_file():
+        raise RuntimeError(
+            f"cannot unpickle student kernel {name!r} (op={op!r}, built from {path}): its build {library} does "
+            f"not exist in this process's file system (another machine, or a cleared cache); load it here first "
+            f"with convforge.load_kernel({path!r}, op={op!r}, name={name!r})")
+    k = open_kernel(path, op, name, library=library)
+    k.compiler_output = compiler_output
+    if registered:
+        reg[name] = k
     return k
 
 

@@ -9,6 +9,9 @@ Every parameter gets its own seed, drawn from one global generator when the para
 created (``manual_seed`` resets it); the array itself is created lazily on first use, so
 that ``vgg16().summary(...)`` allocates nothing and the values do not depend on the order
 in which parameters are materialised.
+
+Initialisers are module-level functions or small classes (:class:`Uniform`), never closures, so
+that parameters, layers and models pickle.
 """
 from __future__ import annotations
 
@@ -82,11 +85,53 @@ def torch_default_weight(shape, rng):
     return kaiming_uniform(shape, rng, a=math.sqrt(5))
 
 
-def torch_default_bias(fan_in: int):
-    """Conv2d/Linear bias as in PyTorch: U(+-1/sqrt(fan_in))."""
+class Uniform:
+    """An initialiser drawing U(low, high): ``Uniform(-b, b)(shape, rng)`` is ``uniform(shape, -b, b, rng)``.
+
+    A small class rather than a closure, so that a Parameter holding it pickles (and so crosses
+    process boundaries: spawn pools, ``ProcessPoolExecutor``, joblib). Initialisers given to
+    ``Parameter(shape=..., init=fn)`` should likewise be module-level functions, instances of
+    module-level classes, or ``functools.partial`` of those; a lambda or nested function works in
+    this process but cannot be pickled.
+
+    Parameters
+    ----------
+    low, high : float
+        The interval's bounds.
+
+    Returns
+    -------
+    Calling it, ``(shape, rng) -> np.ndarray``: a float32 array of that shape, drawn from rng.
+    """
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, shape, rng: np.random.Generator) -> np.ndarray:
+        return uniform(shape, self.low, self.high, rng)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and (self.low, self.high) == (other.low, other.high)
+
+    def __hash__(self):
+        return hash((type(self), self.low, self.high))
+
+    def __repr__(self):
+        return f"Uniform({self.low!r}, {self.high!r})"
+
+
+def torch_default_bias(fan_in: int) -> Uniform:
+    """Conv2d/Linear bias as in PyTorch: U(+-1/sqrt(fan_in)) (U(0, 0) for fan_in 0).
+
+    Parameters
+    ----------
+    fan_in : int
+        The layer's fan-in (in_channels / groups * R * S for Conv2d, in_features for Linear).
+
+    Returns
+    -------
+    Uniform
+        The initialiser, a picklable ``(shape, rng) -> float32 array``.
+    """
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-
-    def init(shape, rng):
-        return uniform(shape, -bound, bound, rng)
-
-    return init
+    return Uniform(-bound, bound)

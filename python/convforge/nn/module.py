@@ -3,6 +3,15 @@
 Caffe/CS231n style: ``forward(x)`` caches what the backward pass needs; ``backward(dy)``
 adds each parameter's gradient to ``param.grad`` and returns the gradient of the input.
 A container's backward runs its children's backward in reverse order.
+
+Pickling: modules, parameters and optimisers are plain objects whose ``__dict__`` is their state
+(no closures: initialisers are module-level functions or small classes, see ``nn.init``), so
+they pickle as they are, and so does any new layer built the same way, buffers included. What
+travels: configuration, parameters (data, gradient, or the seed and initialiser of a parameter
+not yet materialised), the train/eval mode, dropout generators, and the last forward's caches
+(so a backward can follow an unpickled forward). Device arrays travel as host copies
+(``convforge.cuda``). A layer whose ``algo`` names a student kernel (``load_kernel``) takes the
+kernel along: unpickling re-loads it from its cached build and registers it.
 """
 from __future__ import annotations
 
@@ -19,6 +28,25 @@ class Parameter:
     ``Parameter(array)`` wraps an existing array. ``Parameter(shape=..., init=fn)`` creates
     the array lazily, on first access of ``.data``, as ``fn(shape, rng)`` with an rng seeded
     when the parameter was created (see ``convforge.nn.init``).
+
+    A Parameter pickles with its data and gradient; one not yet materialised pickles as its
+    shape, seed and initialiser (so the copy materialises the same values), which therefore must
+    be picklable: a module-level function, an instance of a module-level class such as
+    ``nn.init.Uniform``, or a ``functools.partial`` of one (not a lambda).
+
+    Parameters
+    ----------
+    data : array, optional
+        float32 numpy array (copied to a contiguous float32 array if needed) or device array.
+    shape : tuple of int, optional
+        The shape of a lazily created parameter (with ``init``).
+    init : callable, optional
+        ``init(shape, rng) -> array``, called once on first access of ``.data``.
+
+    Raises
+    ------
+    ValueError
+        When neither data nor both shape and init are given.
     """
 
     def __init__(self, data=None, *, shape=None, init=None):
@@ -81,13 +109,38 @@ class Parameter:
         return f"Parameter(shape={self.shape}, device={self.device!r})"
 
 
+_KERNEL_KEY = "__student_kernel__"  # in a pickled layer's state only, never in its __dict__
+
+
 class Module:
-    """Base class of layers and containers."""
+    """Base class of layers and containers.
+
+    A subclass calls ``Module.__init__()`` first; assigning a Parameter or a Module to an attribute
+    registers it (``named_parameters``, ``named_modules``, ``state_dict``). Modules pickle with
+    their ``__dict__`` (see the module's docstring), so subclasses need no pickling code.
+    """
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+
+    # -- pickling: the __dict__ as it is, plus the student kernel a layer's algo names ---------
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        algo = state.get("algo")
+        if isinstance(algo, str):
+            from ..kernels import _registry
+
+            kernel = _registry().get(algo)
+            if kernel is not None:  # unpickling it re-loads and registers it (StudentKernel.__reduce__)
+                state[_KERNEL_KEY] = kernel
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state.pop(_KERNEL_KEY, None)
+        self.__dict__.update(state)
 
     def __setattr__(self, name, value):
         params = self.__dict__.get("_parameters")

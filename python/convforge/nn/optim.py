@@ -13,6 +13,19 @@ from . import _arrays
 
 
 class Optimizer:
+    """Base of the optimisers: ``params`` (a list of Parameters), ``lr``, and one state dict per parameter.
+
+    An optimiser pickles with its parameters and state (momentum buffers, Adam's moments and step
+    count). Pickle it together with its model, ``pickle.dumps((model, opt))``, so that the copy
+    still updates the copied model's parameters (pickled alone, it holds copies of its own);
+    training then continues bit for bit as if it had not been interrupted.
+
+    Raises
+    ------
+    ValueError
+        For an empty parameter list or a negative learning rate.
+    """
+
     def __init__(self, params, lr):
         self.params = list(params)
         if not self.params:
