@@ -44,11 +44,10 @@ def poisoned_outputs():
     _C._set_poison_outputs(False)
 
 
-@pytest.fixture(params=["scalar", "avx2", "avx512"])
+@pytest.fixture(params=["scalar", "avx2", "avx512", "neon"])
 def simd_level(request):
     """Runs a test once per SIMD level this CPU supports (the portable fallback included)."""
-    order = ["scalar", "avx2", "avx512"]
-    if order.index(request.param) > order.index(_C.simd_level_supported()):
+    if request.param not in _C._simd_levels():
         pytest.skip(f"this CPU does not support {request.param}")
     previous = _C.simd_level()
     _C._set_simd_level(request.param)
