@@ -260,30 +260,28 @@ void check_activations() {
     record("relu forward", ok_f, what);
     record("relu backward", ok_b, what);
 
-    y = poisoned(n), dx = poisoned(n);
-    ok_f = ok_b = true;
-    cpu::tanh_forward(n, x.data(), y.data());
-    cpu::tanh_backward(n, dy.data(), y.data(), dx.data());
-    for (int64_t i = 0; i < n; ++i) {
-      const size_t k = size_t(i);
-      ok_f &= close(y[k], std::tanh(double(x[k])));
-      ok_b &= close(dx[k], double(dy[k]) * (1.0 - double(y[k]) * double(y[k])), 1e-6 * (1 + std::fabs(dy[k])));
-    }
-    record("tanh forward", ok_f, what);
-    record("tanh backward", ok_b, what);
-
-    y = poisoned(n), dx = poisoned(n);
-    ok_f = ok_b = true;
-    cpu::sigmoid_forward(n, x.data(), y.data());
-    cpu::sigmoid_backward(n, dy.data(), y.data(), dx.data());
-    for (int64_t i = 0; i < n; ++i) {
-      const size_t k = size_t(i);
-      const double xv = x[k];
-      ok_f &= close(y[k], xv >= 0 ? 1.0 / (1.0 + std::exp(-xv)) : std::exp(xv) / (1.0 + std::exp(xv)));
-      ok_b &= close(dx[k], double(dy[k]) * (1.0 - double(y[k])) * double(y[k]), 1e-6 * (1 + std::fabs(dy[k])));
-    }
-    record("sigmoid forward", ok_f, what);
-    record("sigmoid backward", ok_b, what);
+    // tanh and sigmoid: the forward against double-precision math, the backward against the
+    // formula on the kernel's own y (torch's gradients use the saved output the same way).
+    using Unary = void (*)(int64_t, const float*, float*);
+    using Binary = void (*)(int64_t, const float*, const float*, float*);
+    auto smooth = [&](const char* name, Unary fwd, Binary bwd, double (*ref)(double),
+                      double (*grad)(double)) {
+      auto y = poisoned(n), dx = poisoned(n);
+      bool ok_f = true, ok_b = true;
+      fwd(n, x.data(), y.data());
+      bwd(n, dy.data(), y.data(), dx.data());
+      for (size_t k = 0; k < size_t(n); ++k) {
+        ok_f &= close(y[k], ref(x[k]));
+        ok_b &= close(dx[k], dy[k] * grad(y[k]), 1e-6 * (1 + std::fabs(dy[k])));
+      }
+      record(std::string(name) + " forward", ok_f, what);
+      record(std::string(name) + " backward", ok_b, what);
+    };
+    smooth("tanh", cpu::tanh_forward, cpu::tanh_backward, [](double v) { return std::tanh(v); },
+           [](double y) { return 1.0 - y * y; });
+    smooth("sigmoid", cpu::sigmoid_forward, cpu::sigmoid_backward,
+           [](double v) { return v >= 0 ? 1.0 / (1.0 + std::exp(-v)) : std::exp(v) / (1.0 + std::exp(v)); },
+           [](double y) { return (1.0 - y) * y; });
   }
 }
 

@@ -352,3 +352,12 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
     }  // (implicit barrier: the next chunk's copies overwrite xp and dyp)
   }
 }
+
+// The register block is this includer's alone.
+#undef CF_DIRECT_KB
+#undef CF_DIRECT_QB
+#undef CF_DIRECT_KV
+#undef CF_DIRECT_NA
+#undef CF_BW_V
+#undef CF_BW_KB
+#undef CF_BW_TB

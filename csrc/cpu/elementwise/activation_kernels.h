@@ -98,3 +98,21 @@ inline void sigmoid_backward(int64_t n, const float* __restrict dy, const float*
 
 }  // namespace
 }  // namespace convforge::cpu::activation_detail
+
+// The entry points of one ISA's copy (activation_kernels_isa.h), defined inside that ISA's
+// namespace (activation_detail::avx2, ...) by calling the loops above.
+#define CF_ACTIVATION_ENTRY_POINTS                                                                       \
+  void relu_forward(int64_t n, const float* x, float* y) { activation_detail::relu_forward(n, x, y); } \
+  void relu_backward(int64_t n, const float* dy, const float* x, float* dx) {                          \
+    activation_detail::relu_backward(n, dy, x, dx);                                                     \
+  }                                                                                                     \
+  void tanh_forward(int64_t n, const float* x, float* y) { activation_detail::tanh_forward(n, x, y); } \
+  void tanh_backward(int64_t n, const float* dy, const float* y, float* dx) {                          \
+    activation_detail::tanh_backward(n, dy, y, dx);                                                     \
+  }                                                                                                     \
+  void sigmoid_forward(int64_t n, const float* x, float* y) {                                           \
+    activation_detail::sigmoid_forward(n, x, y);                                                        \
+  }                                                                                                     \
+  void sigmoid_backward(int64_t n, const float* dy, const float* y, float* dx) {                       \
+    activation_detail::sigmoid_backward(n, dy, y, dx);                                                  \
+  }
