@@ -151,7 +151,7 @@ def worker(lib, threads, only):
         import convforge
 
         convforge.set_num_threads(threads)
-        info = {k: v for k, v in convforge.build_info().items() if k in ("version", "simd_in_use", "num_threads")}
+        info = {k: v for k, v in convforge.build_info().items() if k in ("version", "arch", "compiler", "simd_in_use", "num_threads")}
         make = make_convforge
     elif lib == "torch":
         import torch

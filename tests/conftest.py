@@ -58,11 +58,14 @@ def kernel_cache(request, tmp_path_factory):
         os.environ["CONVFORGE_CACHE"] = old
 
 
-@pytest.fixture(params=["scalar", "avx2", "avx512"])
+# The SIMD levels of this build's architecture (x86-64 or AArch64), lowest first.
+_LADDER = ["scalar", "neon"] if "neon" in _C._simd_levels() else ["scalar", "avx2", "avx512"]
+
+
+@pytest.fixture(params=_LADDER)
 def simd_level(request):
     """Runs a test once per SIMD level this CPU supports (the portable fallback included)."""
-    order = ["scalar", "avx2", "avx512"]
-    if order.index(request.param) > order.index(_C.simd_level_supported()):
+    if request.param not in _C._simd_levels():
         pytest.skip(f"this CPU does not support {request.param}")
     previous = _C.simd_level()
     _C._set_simd_level(request.param)

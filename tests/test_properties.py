@@ -31,8 +31,7 @@ settings.register_profile("quick", max_examples=10, **_COMMON)
 settings.register_profile("dev", max_examples=1000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-_ORDER = ["scalar", "avx2", "avx512"]
-LEVELS = _ORDER[: _ORDER.index(_C.simd_level_supported()) + 1]
+LEVELS = _C._simd_levels()
 CONV_FWD = [a["name"] for a in F.algos("conv2d_forward")]
 CONV_BWD = [a["name"] for a in F.algos("conv2d_backward")]
 POOL = [a["name"] for a in F.algos("pool2d")] + ["auto"]

@@ -184,8 +184,16 @@ PYBIND11_MODULE(_C, m) {
     if (name == "scalar") cpu::set_simd_level(cpu::SimdLevel::Scalar);
     else if (name == "avx2") cpu::set_simd_level(cpu::SimdLevel::AVX2);
     else if (name == "avx512") cpu::set_simd_level(cpu::SimdLevel::AVX512);
-    else throw std::invalid_argument("unknown SIMD level '" + name + "' (scalar, avx2, avx512)");
+    else if (name == "neon") cpu::set_simd_level(cpu::SimdLevel::NEON);
+    else throw std::invalid_argument("unknown SIMD level '" + name + "' (scalar, avx2, avx512, neon)");
     return std::string(cpu::simd_level_name(cpu::simd_level()));
+  });
+  // The levels this CPU runs, lowest first: scalar, then its architecture's ladder up to the best.
+  m.def("_simd_levels", [] {
+    py::list out;
+    for (auto l : {cpu::SimdLevel::Scalar, cpu::SimdLevel::AVX2, cpu::SimdLevel::AVX512, cpu::SimdLevel::NEON})
+      if (cpu::simd_level_available(l)) out.append(cpu::simd_level_name(l));
+    return out;
   });
   m.def("algos", [](const std::string& op) {
     if (op == "conv2d_forward") return algo_list(cpu::conv2d_forward_algos());

@@ -4,6 +4,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if CONVFORGE_ARCH_ARM64 && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
 namespace convforge::cpu {
 namespace {
 
@@ -16,8 +20,24 @@ SimdLevel detect() {
       __builtin_cpu_supports("fma"))
     return SimdLevel::AVX512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::AVX2;
+#elif CONVFORGE_ARCH_ARM64
+  return SimdLevel::NEON;  // part of the ARMv8-A base architecture: nothing to ask
 #endif
   return SimdLevel::Scalar;
+}
+
+// A level exists on this architecture's ladder (scalar is on every one).
+bool on_this_arch(SimdLevel l) {
+#if CONVFORGE_ARCH_ARM64
+  return l == SimdLevel::Scalar || l == SimdLevel::NEON;
+#else
+  return l != SimdLevel::NEON;
+#endif
+}
+
+SimdLevel clamp(SimdLevel wanted, SimdLevel supported) {
+  if (!on_this_arch(wanted)) return SimdLevel::Scalar;
+  return wanted < supported ? wanted : supported;
 }
 
 SimdLevel from_env(SimdLevel supported) {
@@ -27,8 +47,9 @@ SimdLevel from_env(SimdLevel supported) {
     if (!std::strcmp(env, "scalar")) wanted = SimdLevel::Scalar;
     else if (!std::strcmp(env, "avx2")) wanted = SimdLevel::AVX2;
     else if (!std::strcmp(env, "avx512")) wanted = SimdLevel::AVX512;
+    else if (!std::strcmp(env, "neon")) wanted = SimdLevel::NEON;
   }
-  return wanted < supported ? wanted : supported;
+  return clamp(wanted, supported);
 }
 
 std::atomic<int>& current() {
@@ -46,16 +67,30 @@ SimdLevel simd_level_supported() {
 SimdLevel simd_level() { return static_cast<SimdLevel>(current().load(std::memory_order_relaxed)); }
 
 void set_simd_level(SimdLevel level) {
-  const SimdLevel s = simd_level_supported();
-  current().store(static_cast<int>(level < s ? level : s));
+  current().store(static_cast<int>(clamp(level, simd_level_supported())));
+}
+
+bool simd_level_available(SimdLevel level) {
+  return clamp(level, simd_level_supported()) == level;
 }
 
 const char* simd_level_name(SimdLevel level) {
   switch (level) {
     case SimdLevel::AVX512: return "avx512";
     case SimdLevel::AVX2: return "avx2";
+    case SimdLevel::NEON: return "neon";
     default: return "scalar";
   }
 }
+
+#if CONVFORGE_ARCH_ARM64
+bool cpu_has_sve() {
+#if defined(__linux__) && defined(HWCAP_SVE)
+  return (getauxval(AT_HWCAP) & HWCAP_SVE) != 0;
+#else
+  return false;  // macOS: no Apple core has SVE
+#endif
+}
+#endif
 
 }  // namespace convforge::cpu

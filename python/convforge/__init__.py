@@ -30,7 +30,17 @@ __version__ = _C._build_info()["version"]
 
 
 def build_info() -> dict:
-    """Version, compiler, SIMD level chosen at run time, OpenMP threads, CUDA build and visible GPUs."""
+    """What was built and what it runs on (``python -m convforge info`` prints it).
+
+    Returns
+    -------
+    dict
+        ``version``; ``arch`` (``x86_64``, ``aarch64``); ``compiler``; ``openmp`` (the ``_OPENMP``
+        date) and ``openmp_runtime`` (the library the OpenMP calls resolve to: libgomp for gcc,
+        libomp for clang); ``simd_supported`` and ``simd_in_use`` (``scalar``, ``avx2``,
+        ``avx512``, ``neon``); ``sve`` on AArch64; ``omp_max_threads``, ``num_threads``,
+        ``build_type``; ``cuda_compiled``, ``cuda_available`` and ``gpus``.
+    """
     info = dict(_C._build_info())
     info["num_threads"] = _C.get_num_threads()
     from . import cuda

@@ -542,7 +542,7 @@ def peak_gflops(device: str = "cpu") -> float:
                         break
             except (OSError, ValueError):
                 pass
-        lanes = {"avx512": 16, "avx2": 8}.get(_C.simd_level(), 1)
+        lanes = {"avx512": 16, "avx2": 8, "neon": 4}.get(_C.simd_level(), 1)
         return _C.get_num_threads() * (ghz or 2.5) * lanes * 2 * 2
     from . import cuda
 

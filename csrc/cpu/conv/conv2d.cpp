@@ -14,8 +14,13 @@ namespace conv_detail {
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu) {
   switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
     case SimdLevel::AVX512: return forward_direct_avx512(g, x, w, bias, y, relu);
     case SimdLevel::AVX2: return forward_direct_avx2(g, x, w, bias, y, relu);
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: return forward_direct_neon(g, x, w, bias, y, relu);
+#endif
     default: return forward_direct_scalar(g, x, w, bias, y, relu);
   }
 }
@@ -23,8 +28,13 @@ void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, con
 void forward_direct_k(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu) {
   switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
     case SimdLevel::AVX512: return forward_direct_k_avx512(g, x, w, bias, y, relu);
     case SimdLevel::AVX2: return forward_direct_k_avx2(g, x, w, bias, y, relu);
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: return forward_direct_k_neon(g, x, w, bias, y, relu);
+#endif
     default: return forward_direct_k_scalar(g, x, w, bias, y, relu);
   }
 }
@@ -53,8 +63,13 @@ void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const floa
   if (!backward_weight_direct_applies(g) || !all_finite(x, g.x_size()))
     return backward_weight_implicit(g, dy, x, dw, db);
   switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
     case SimdLevel::AVX512: backward_weight_direct_avx512(g, dy, x, dw); break;
     case SimdLevel::AVX2: backward_weight_direct_avx2(g, dy, x, dw); break;
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: backward_weight_direct_neon(g, dy, x, dw); break;
+#endif
     default: backward_weight_direct_scalar(g, dy, x, dw); break;
   }
   bias_grad(g, dy, db);

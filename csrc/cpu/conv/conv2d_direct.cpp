@@ -17,13 +17,6 @@ namespace {
 #define CF_BW_TB 3
 #define CF_DIRECT_NA 12
 #include "cpu/conv/conv2d_direct_impl.h"
-#undef CF_DIRECT_KB
-#undef CF_DIRECT_QB
-#undef CF_DIRECT_KV
-#undef CF_DIRECT_NA
-#undef CF_BW_V
-#undef CF_BW_KB
-#undef CF_BW_TB
 }  // namespace
 
 CF_DIRECT_ENTRY_POINTS(scalar)

@@ -1,6 +1,6 @@
 // The direct conv2d forward kernel, written once and compiled per ISA: conv2d_direct.cpp
-// (portable), conv2d_direct_avx2.cpp and conv2d_direct_avx512.cpp include this file inside
-// their own anonymous namespace after defining the register block:
+// (portable), conv2d_direct_avx2.cpp, conv2d_direct_avx512.cpp and conv2d_direct_neon.cpp
+// include this file inside their own anonymous namespace after defining the register block:
 //   CF_DIRECT_KB  output channels per block (accumulator rows)
 //   CF_DIRECT_QB  output columns per block (one or two vectors wide)
 // The compiler keeps the KB x QB accumulator block in vector registers across every
@@ -352,3 +352,12 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
     }  // (implicit barrier: the next chunk's copies overwrite xp and dyp)
   }
 }
+
+// The register block is this includer's alone.
+#undef CF_DIRECT_KB
+#undef CF_DIRECT_QB
+#undef CF_DIRECT_KV
+#undef CF_DIRECT_NA
+#undef CF_BW_V
+#undef CF_BW_KB
+#undef CF_BW_TB

@@ -16,8 +16,8 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, c
                       float* y, bool relu);
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu);
-// The direct kernel per ISA (conv2d_direct*.cpp, one source compiled three times).
-// The entry points of one ISA's build of conv2d_direct_impl.h (conv2d_direct{,_avx2,_avx512}.cpp),
+// The direct kernel per ISA (conv2d_direct*.cpp, one source compiled once per ISA).
+// The entry points of one ISA's build of conv2d_direct_impl.h (conv2d_direct{,_avx2,_avx512,_neon}.cpp),
 // which calls the kernels of its own anonymous namespace.
 #define CF_DIRECT_ENTRY_POINTS(isa)                                                               \
   void forward_direct_##isa(const Conv2dGeometry& g, const float* x, const float* w,             \
@@ -39,6 +39,8 @@ void forward_direct_avx2(const Conv2dGeometry& g, const float* x, const float* w
                          const float* bias, float* y, bool relu);
 void forward_direct_avx512(const Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y, bool relu);
+void forward_direct_neon(const Conv2dGeometry& g, const float* x, const float* w,
+                         const float* bias, float* y, bool relu);
 
 // Winograd F(2x2, 3x3) (conv2d_winograd.cpp); other layers go to forward_implicit.
 bool winograd_applies(const Conv2dGeometry& g);
@@ -53,6 +55,8 @@ void forward_direct_k_avx2(const Conv2dGeometry& g, const float* x, const float*
                            const float* bias, float* y, bool relu);
 void forward_direct_k_avx512(const Conv2dGeometry& g, const float* x, const float* w,
                              const float* bias, float* y, bool relu);
+void forward_direct_k_neon(const Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y, bool relu);
 
 // Direct weight gradient (stride 1; conv2d_direct_impl.h) per ISA; dw only, bias apart.
 bool backward_weight_direct_applies(const Conv2dGeometry& g);
@@ -64,6 +68,8 @@ void backward_weight_direct_avx2(const Conv2dGeometry& g, const float* dy, const
                                  float* dw);
 void backward_weight_direct_avx512(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw);
+void backward_weight_direct_neon(const Conv2dGeometry& g, const float* dy, const float* x,
+                                 float* dw);
 
 void backward_data_reference(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
 void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);

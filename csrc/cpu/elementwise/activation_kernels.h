@@ -1,5 +1,5 @@
 // Activation loops written for the compiler to vectorise, included by one translation
-// unit per instruction set (activations.cpp, activations_avx2.cpp, activations_avx512.cpp)
+// unit per instruction set (activation_kernels{,_avx2,_avx512,_neon}.cpp)
 // that compiles them with its flags; internal linkage keeps the copies apart, and no
 // library math is called, so no out-of-line function compiled for one ISA leaks into another.
 //
@@ -77,7 +77,9 @@ inline void relu_forward(int64_t n, const float* __restrict x, float* __restrict
 }
 inline void relu_backward(int64_t n, const float* __restrict dy, const float* __restrict x,
                           float* __restrict dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] <= 0.f ? 0.f : dy[i];
+  // select, not a ternary: GCC treats dy[i] in a ternary arm as a conditional load and leaves
+  // the loop scalar on AArch64.
+  for (int64_t i = 0; i < n; ++i) dx[i] = select(x[i] <= 0.f, 0.f, dy[i]);
 }
 inline void tanh_forward(int64_t n, const float* __restrict x, float* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] = tanh_one(x[i]);
@@ -96,3 +98,21 @@ inline void sigmoid_backward(int64_t n, const float* __restrict dy, const float*
 
 }  // namespace
 }  // namespace convforge::cpu::activation_detail
+
+// The entry points of one ISA's copy (activation_kernels_isa.h), defined inside that ISA's
+// namespace (activation_detail::avx2, ...) by calling the loops above.
+#define CF_ACTIVATION_ENTRY_POINTS                                                                       \
+  void relu_forward(int64_t n, const float* x, float* y) { activation_detail::relu_forward(n, x, y); } \
+  void relu_backward(int64_t n, const float* dy, const float* x, float* dx) {                          \
+    activation_detail::relu_backward(n, dy, x, dx);                                                     \
+  }                                                                                                     \
+  void tanh_forward(int64_t n, const float* x, float* y) { activation_detail::tanh_forward(n, x, y); } \
+  void tanh_backward(int64_t n, const float* dy, const float* y, float* dx) {                          \
+    activation_detail::tanh_backward(n, dy, y, dx);                                                     \
+  }                                                                                                     \
+  void sigmoid_forward(int64_t n, const float* x, float* y) {                                           \
+    activation_detail::sigmoid_forward(n, x, y);                                                        \
+  }                                                                                                     \
+  void sigmoid_backward(int64_t n, const float* dy, const float* y, float* dx) {                       \
+    activation_detail::sigmoid_backward(n, dy, y, dx);                                                  \
+  }

@@ -16,6 +16,7 @@ namespace convforge::cpu::activation_detail {
 namespace portable { CONVFORGE_ACTIVATION_KERNELS }
 namespace avx2 { CONVFORGE_ACTIVATION_KERNELS }
 namespace avx512 { CONVFORGE_ACTIVATION_KERNELS }
+namespace neon { CONVFORGE_ACTIVATION_KERNELS }
 #undef CONVFORGE_ACTIVATION_KERNELS
 
 }  // namespace convforge::cpu::activation_detail

@@ -17,12 +17,17 @@ constexpr int64_t kChunk = int64_t{1} << 14;       // elements per task: 64 KiB 
 using Unary = void (*)(int64_t, const float*, float*);
 using Binary = void (*)(int64_t, const float*, const float*, float*);
 
-// The copy of a loop for the instruction set in use.
+// The copy of a loop for the instruction set in use (only the target architecture's are built).
 template <class F>
-F by_isa(F avx512, F avx2, F portable) {
+F by_isa([[maybe_unused]] F avx512, [[maybe_unused]] F avx2, [[maybe_unused]] F neon, F portable) {
   switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
     case SimdLevel::AVX512: return avx512;
     case SimdLevel::AVX2: return avx2;
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: return neon;
+#endif
     default: return portable;
   }
 }
@@ -47,7 +52,13 @@ void run(Binary f, int64_t n, const float* a, const float* b, float* out) {
   }
 }
 
-#define CONVFORGE_BY_ISA(fn) by_isa(ad::avx512::fn, ad::avx2::fn, ad::portable::fn)
+#if CONVFORGE_ARCH_X86
+#define CONVFORGE_BY_ISA(fn) by_isa(ad::avx512::fn, ad::avx2::fn, ad::portable::fn, ad::portable::fn)
+#elif CONVFORGE_ARCH_ARM64
+#define CONVFORGE_BY_ISA(fn) by_isa(ad::portable::fn, ad::portable::fn, ad::neon::fn, ad::portable::fn)
+#else
+#define CONVFORGE_BY_ISA(fn) by_isa(ad::portable::fn, ad::portable::fn, ad::portable::fn, ad::portable::fn)
+#endif
 
 }  // namespace
 

@@ -36,7 +36,7 @@ std::vector<KernelInfo> gemm_algos() {
        "cpu/gemm/gemm_reference.cpp"},
       {"blocked", "production",
        "BLIS five loops: packed A/B panels, cache blocks per ISA, AVX-512 14x32 / AVX2 6x16 / "
-       "scalar 4x16 micro-kernel, fused alpha/beta/bias/relu, OpenMP over ic and columns",
+       "NEON 8x12 / scalar 4x16 micro-kernel, fused alpha/beta/bias/relu, OpenMP over ic and columns",
        "cpu/gemm/gemm_blocked.cpp"},
       {"gemv", "production",
        "a few rows of op(A) (batch-1 linear layers): dot products or row updates straight from B, "

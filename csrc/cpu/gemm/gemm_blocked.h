@@ -52,6 +52,8 @@ void microkernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* 
                            int64_t m, int64_t n, const TileEpilogue& ep);
 void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, float* C,
                               int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+void microkernel_neon_8x12(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                           int64_t m, int64_t n, const TileEpilogue& ep);
 
 // Packing sources. The driver asks for a block and says where to put it:
 //  A: rows [i0, i0+mi) x columns [k0, k0+kc) of op(A) -> ceil(mi/mr) micro-panels at dst

@@ -45,7 +45,7 @@ std::vector<KernelInfo> pool2d_algos() {
       {"reference", "reference", "plain loops over each output's window, no threads",
        "cpu/pool/pool2d_reference.cpp"},
       {"fast", "production",
-       "OpenMP over (plane, output row); interior outputs vectorised (AVX-512/AVX2/SSE copies), "
+       "OpenMP over (plane, output row); interior outputs vectorised (AVX-512/AVX2/NEON/portable copies), "
        "padded edges scalar",
        "cpu/pool/pool2d_fast.cpp"},
   };

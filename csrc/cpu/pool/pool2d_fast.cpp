@@ -25,8 +25,13 @@ struct RowKernels {
 
 RowKernels row_kernels() {
   switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
     case SimdLevel::AVX512: return {avx512::max_row, avx512::avg_row};
     case SimdLevel::AVX2: return {avx2::max_row, avx2::avg_row};
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: return {neon::max_row, neon::avg_row};
+#endif
     default: return {portable::max_row, portable::avg_row};
   }
 }

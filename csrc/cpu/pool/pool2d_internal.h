@@ -52,6 +52,7 @@ struct PoolRow {
 namespace portable { CONVFORGE_POOL_ROW_KERNELS }
 namespace avx2 { CONVFORGE_POOL_ROW_KERNELS }
 namespace avx512 { CONVFORGE_POOL_ROW_KERNELS }
+namespace neon { CONVFORGE_POOL_ROW_KERNELS }
 #undef CONVFORGE_POOL_ROW_KERNELS
 
 void max_pool2d_reference(const Pool2dGeometry& g, const float* x, float* y, int64_t* indices);
