@@ -17,6 +17,7 @@ def _cmd_info(args) -> int:
     import convforge
 
     info = convforge.build_info()
+    info.update(convforge.machine_info(measure=not args.no_measure))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -153,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convforge", description="convforge: conv2d/pooling/GEMM kernels, LeNet-5, AlexNet, VGG-16")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("info", help="version, compiler, SIMD level, threads, CUDA")
+    s = sub.add_parser("info", help="version, compiler, the machine (caches, measured peak and bandwidth), GEMM config, threads, CUDA")
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--no-measure", action="store_true", help="skip measuring the FMA peak and the triad bandwidth (~1 s)")
     s.set_defaults(func=_cmd_info)
 
     def model_opts(s, train_defaults: bool):
