@@ -266,7 +266,7 @@ std::string conv2d_auto_choice(const std::string& pass, const Conv2dGeometry& g)
     for (const auto& a : conv2d_backward_table())
       if (a.weight == f) return a.info.name;
   } else if (pass == "backward_data") {
-    return backward_data_implicit_applies(g) ? "transposed forward (auto)" : "im2col";
+    return backward_data_implicit_applies(g) ? "transposed forward" : "im2col";
   }
   throw std::invalid_argument("conv2d_auto_choice: unknown pass '" + pass +
                               "' (forward, backward_data, backward_weight)");
