@@ -243,20 +243,19 @@ double time_loop(float (*loop)(int64_t), int64_t flops_per_iter, int threads) {
   return total;
 }
 
-}  // namespace
-
-const MachineDescription& machine() {
-  static const MachineDescription m = detect_machine();
-  return m;
-}
-
-FmaPeak measure_fma_peak(int threads) {
+// measure(threads) once per thread count, then remembered (one lock: measurements never overlap).
+template <class T, class F>
+T once_per_thread_count(int threads, F measure) {
   static std::mutex mu;
-  static std::map<int, FmaPeak> cache;
+  static std::map<int, T> cache;
   threads = std::max(1, threads);
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(threads);
-  if (it != cache.end()) return it->second;
+  if (it == cache.end()) it = cache.emplace(threads, measure(threads)).first;
+  return it->second;
+}
+
+FmaPeak fma_peak_now(int threads) {
   FmaPeak p;
   const SimdLevel level = simd_level_supported();
 #if defined(__x86_64__) || defined(__i386__)
@@ -270,17 +269,10 @@ FmaPeak measure_fma_peak(int threads) {
 #endif
   if (p.gflops_256 == 0) p.gflops_256 = time_loop(fma_loop_vec128, kFmaLoopFlops128, threads);
   p.gflops = std::max(p.gflops_256, p.gflops_512);
-  cache[threads] = p;
   return p;
 }
 
-double measure_triad_bandwidth_gbs(int threads) {
-  static std::mutex mu;
-  static std::map<int, double> cache;
-  threads = std::max(1, threads);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(threads);
-  if (it != cache.end()) return it->second;
+double triad_bandwidth_now(int threads) {
   // Each array well past the last-level cache (STREAM asks for 4x; 2x and at most 64 MiB keeps
   // the measurement short and its memory modest).
   const int64_t llc = std::max(machine().l3_bytes, machine().l2_bytes);
@@ -299,8 +291,20 @@ double measure_triad_bandwidth_gbs(int threads) {
     best = std::max(best, 12.0 * n / seconds_since(t0) / 1e9);
   }
   g_sink = pa[n / 2];
-  cache[threads] = best;
   return best;
+}
+
+}  // namespace
+
+FmaPeak measure_fma_peak(int threads) { return once_per_thread_count<FmaPeak>(threads, fma_peak_now); }
+
+double measure_triad_bandwidth_gbs(int threads) {
+  return once_per_thread_count<double>(threads, triad_bandwidth_now);
+}
+
+const MachineDescription& machine() {
+  static const MachineDescription m = detect_machine();
+  return m;
 }
 
 }  // namespace convforge::cpu
