@@ -241,7 +241,7 @@ std::vector<std::string> conv2d_eligible_algos(const std::string& pass, const Co
   std::vector<std::string> out;
   if (pass == "forward") {
     for (const auto& a : conv2d_forward_table())
-      if (a.info.kind != "reference" && a.info.name != "auto" && a.applies(g))
+      if (a.info.kind == "production" && a.info.name != "auto" && a.applies(g))
         out.push_back(a.info.name);
     return out;
   }
@@ -249,7 +249,7 @@ std::vector<std::string> conv2d_eligible_algos(const std::string& pass, const Co
     throw std::invalid_argument("conv2d_eligible_algos: unknown pass '" + pass +
                                 "' (forward, backward_data, backward_weight)");
   for (const auto& a : conv2d_backward_table())
-    if (a.info.kind != "reference" && a.info.name != "auto" &&
+    if (a.info.kind == "production" && a.info.name != "auto" &&
         (pass == "backward_data" ? a.data_applies(g) : a.weight_applies(g)))
       out.push_back(a.info.name);
   return out;
