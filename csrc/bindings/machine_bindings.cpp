@@ -32,7 +32,7 @@ py::dict config_dict(int i) {
   d["mc"] = c.mc;
   d["kc"] = c.kc;
   d["nc"] = c.nc;
-  d["available"] = e.isa <= simd_level_supported();
+  d["available"] = gemm_detail::gemm_config_available(i);
   d["in_use"] = i == gemm_detail::gemm_config_in_use();
   return d;
 }

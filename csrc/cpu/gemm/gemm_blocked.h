@@ -63,6 +63,7 @@ struct GemmConfigEntry {
 const GemmConfigEntry* gemm_config_entries(int* count);
 const GemmConfig& gemm_config_blocks(int index);  // entry `index`'s blocks on this machine
 int gemm_config_in_use();                          // the entry the current SIMD level uses
+bool gemm_config_available(int index);             // whether this CPU runs entry `index`
 // Forces the entry `name` (and lowers the SIMD level to its ISA); "" or "default" returns to
 // the machine's choice. std::invalid_argument for an unknown name or one the CPU cannot run.
 void set_gemm_config(const std::string& name);

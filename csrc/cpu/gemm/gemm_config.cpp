@@ -38,6 +38,14 @@ bool any(const MachineDescription&) { return true; }
 // The table: the first entry whose ISA the CPU supports and whose `matches` accepts the
 // machine is chosen. Order: most specific first.
 const GemmConfigEntry kEntries[] = {
+#if defined(CONVFORGE_ARCH_ARM64) && CONVFORGE_ARCH_ARM64
+    // AArch64 NEON (issue 23's micro-kernel): 8 x 12, 24 q-register accumulators + 2 for A +
+    // 3 for B = 29 of 32. BLIS's ThunderX2 / Neoverse configs keep the B micro-panel near half
+    // of a 64 KiB L1d and the A block near 30% of L2.
+    {"neon", SimdLevel::NEON, 8, 12, microkernel_neon_8x12, 0.5, 0.3, 0.125, any,
+     "AArch64 NEON, 8x12 micro-tile"},
+#endif
+#if !defined(CONVFORGE_ARCH_X86) || CONVFORGE_ARCH_X86
     // Intel AVX-512 (Skylake-X, Ice Lake, Sapphire/Emerald/Granite Rapids): two 512-bit FMA
     // units on most server parts, 48 KiB L1d and 2 MiB L2 from Ice Lake on. 14 x 32:
     // 28 zmm accumulators + 2 for B + 1 broadcast = 31 of 32 registers.
@@ -55,11 +63,23 @@ const GemmConfigEntry kEntries[] = {
     // 1 broadcast = 15 of 16 registers. BLIS's haswell/zen configs keep MC x KC near 30% of L2.
     {"avx2", SimdLevel::AVX2, 6, 16, microkernel_avx2_6x16, 0.5, 0.3, 0.125, any,
      "AVX2+FMA (Haswell .. Alder Lake, Zen 1-3), 6x16 micro-tile"},
+#endif
     // Portable: the compiler vectorises the 16-wide rows with SSE2 (or NEON).
     {"scalar", SimdLevel::Scalar, 4, 16, microkernel_scalar_4x16, 0.5, 0.3, 0.125, any,
      "portable C++, 4x16 micro-tile"},
 };
 constexpr int kNumEntries = int(sizeof(kEntries) / sizeof(kEntries[0]));
+
+// Whether this CPU runs an entry's ISA. (Where cpu_features.h knows each architecture's ladder,
+// CONVFORGE_ARCH_X86 is defined with it and simd_level_available answers; before that, x86's
+// Scalar < AVX2 < AVX512 order does.)
+bool runs(SimdLevel isa) {
+#ifdef CONVFORGE_ARCH_X86
+  return simd_level_available(isa);
+#else
+  return isa <= simd_level_supported();
+#endif
+}
 
 int64_t round_down(int64_t a, int64_t b) { return std::max<int64_t>(b, a / b * b); }
 
@@ -82,11 +102,12 @@ GemmConfig derive(const GemmConfigEntry& e, const MachineDescription& m) {
 // The blocks of every entry for this machine, computed once.
 struct Table {
   GemmConfig configs[kNumEntries];
-  int default_for_level[3];  // the chosen entry per SIMD level (scalar, avx2, avx512)
+  static constexpr int kLevels = 4;  // SimdLevel's values: scalar, avx2, avx512, neon
+  int default_for_level[kLevels];    // the chosen entry per SIMD level
   Table() {
     const MachineDescription& m = machine();
     for (int i = 0; i < kNumEntries; ++i) configs[i] = derive(kEntries[i], m);
-    for (int level = 0; level < 3; ++level) {
+    for (int level = 0; level < kLevels; ++level) {
       default_for_level[level] = kNumEntries - 1;
       for (int i = 0; i < kNumEntries; ++i)
         if (int(kEntries[i].isa) == level && kEntries[i].matches(m)) {
@@ -121,7 +142,7 @@ std::atomic<int>& forced() {
     const int i = find(env);
     // An unknown or unsupported name in the environment is ignored (as CONVFORGE_SIMD's are):
     // cpu_config_info() then shows the entry actually in use.
-    if (i < 0 || kEntries[i].isa > simd_level_supported()) return -1;
+    if (i < 0 || !runs(kEntries[i].isa)) return -1;
     set_simd_level(kEntries[i].isa);
     return i;
   }()};
@@ -131,7 +152,7 @@ std::atomic<int>& forced() {
 int entry_for(SimdLevel level) {
   const int f = forced().load(std::memory_order_relaxed);
   if (f >= 0 && kEntries[f].isa == level) return f;
-  return table().default_for_level[std::clamp(int(level), 0, 2)];
+  return table().default_for_level[std::clamp(int(level), 0, Table::kLevels - 1)];
 }
 
 }  // namespace
@@ -147,6 +168,8 @@ const GemmConfig& gemm_config_blocks(int index) { return table().configs[index];
 
 int gemm_config_in_use() { return entry_for(simd_level()); }
 
+bool gemm_config_available(int index) { return runs(kEntries[index].isa); }
+
 void set_gemm_config(const std::string& name) {
   if (name.empty() || name == "default") {
     forced().store(-1);
@@ -157,7 +180,7 @@ void set_gemm_config(const std::string& name) {
   if (i < 0)
     throw std::invalid_argument("CPU config: unknown name '" + name + "'; expected one of " +
                                 names() + " (or 'default')");
-  if (kEntries[i].isa > simd_level_supported())
+  if (!runs(kEntries[i].isa))
     throw std::invalid_argument("CPU config '" + name + "' needs " +
                                 simd_level_name(kEntries[i].isa) + ", but this CPU supports " +
                                 simd_level_name(simd_level_supported()));
