@@ -1,24 +1,28 @@
 """CPU benchmark: our GEMM, conv2d and pooling kernels beside PyTorch (oneDNN) and numpy (OpenBLAS).
 
-    python benchmarks/bench_cpu.py [--threads 1|2] [--only gemm,conv,pool] [--json FILE] [--plot FILE.png]
+    python benchmarks/bench_cpu.py [--threads 1|2] [--only gemm,skinny,conv,resnet,alexnet,pool]
+                                   [--cases REGEX] [--quick] [--no-tuned] [--md [FILE]] [--json FILE] [--plot FILE.png]
 
 Each library is timed in its own process (`--worker NAME`), so that two thread pools in one process
-(our OpenMP, torch's OpenMP, OpenBLAS's) never spin against each other on a small machine. Every case
-is warmed up, then repeated; the table gives the median, the ratio reference/ours (above 1: we are
-faster), our GFLOP/s and the percentage of the FMA peak (117 GFLOP/s per Zen 4 core in fp32, 2 x
-AVX-512 FMA pipes at the measured clock; override with --peak-per-core).
+(our OpenMP, torch's OpenMP, OpenBLAS's) never spin against each other on a small machine. Ours runs
+twice: "auto" (the heuristics) and "tuned" (convforge.set_autotune(True): each case's first call
+times the eligible algos and keeps the fastest, in $CONVFORGE_CACHE; that call is not timed). Every
+case is warmed up, then repeated; the table gives the median, the ratio reference/ours (above 1: we
+are faster), GFLOP/s of the faster of our two runs and its percentage of the fp32 FMA peak that convforge measures on this
+machine for the threads in use (convforge.machine_info(); --peak-per-core overrides it).
+`--md` writes benchmarks/results/cpu_<uarch>_<threads>t.md with the machine description at the top.
+`--quick` keeps one case per kind of shape (about a minute); `--cases REGEX` keeps the matching names.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
-
-PEAK_PER_CORE = 117.0  # GFLOP/s, fp32 FMA
 
 # ------------------------------------------------------------------------------------------------
 # Cases: (group, name, kind, params). GFLOP counts are computed from the params.
@@ -29,28 +33,65 @@ VGG = [  # name, C, K, H=W, R, pad
     ("vgg_conv2_2", 128, 128, 112, 3, 1), ("vgg_conv3_2", 256, 256, 56, 3, 1),
     ("vgg_conv4_2", 512, 512, 28, 3, 1), ("vgg_conv5_2", 512, 512, 14, 3, 1),
 ]
+# ResNet-50 (224 x 224) bottleneck layers, each distinct shape once: per stage the 1x1 reduction of
+# the first block and of the others, the 3x3 (strided in stages 3-5's first block), the 1x1
+# expansion and the strided 1x1 projection. name, C, K, H=W (input), R, stride, pad
+RESNET = [
+    ("res2_1x1_reduce_first", 64, 64, 56, 1, 1, 0), ("res2_3x3", 64, 64, 56, 3, 1, 1),
+    ("res2_1x1_expand", 64, 256, 56, 1, 1, 0), ("res2_1x1_reduce", 256, 64, 56, 1, 1, 0),
+    ("res3_1x1_reduce_first", 256, 128, 56, 1, 1, 0), ("res3_3x3_s2", 128, 128, 56, 3, 2, 1),
+    ("res3_proj_s2", 256, 512, 56, 1, 2, 0), ("res3_1x1_expand", 128, 512, 28, 1, 1, 0),
+    ("res3_1x1_reduce", 512, 128, 28, 1, 1, 0), ("res3_3x3", 128, 128, 28, 3, 1, 1),
+    ("res4_1x1_reduce_first", 512, 256, 28, 1, 1, 0), ("res4_3x3_s2", 256, 256, 28, 3, 2, 1),
+    ("res4_proj_s2", 512, 1024, 28, 1, 2, 0), ("res4_1x1_expand", 256, 1024, 14, 1, 1, 0),
+    ("res4_1x1_reduce", 1024, 256, 14, 1, 1, 0), ("res4_3x3", 256, 256, 14, 3, 1, 1),
+    ("res5_1x1_reduce_first", 1024, 512, 14, 1, 1, 0), ("res5_3x3_s2", 512, 512, 14, 3, 2, 1),
+    ("res5_proj_s2", 1024, 2048, 14, 1, 2, 0), ("res5_1x1_expand", 512, 2048, 7, 1, 1, 0),
+    ("res5_1x1_reduce", 2048, 512, 7, 1, 1, 0), ("res5_3x3", 512, 512, 7, 3, 1, 1),
+]
+ALEXNET = [  # torchvision's AlexNet at 224 x 224
+    ("alexnet_conv1", 3, 64, 224, 11, 4, 2), ("alexnet_conv2", 64, 192, 27, 5, 1, 2),
+    ("alexnet_conv3", 192, 384, 13, 3, 1, 1), ("alexnet_conv4", 384, 256, 13, 3, 1, 1),
+    ("alexnet_conv5", 256, 256, 13, 3, 1, 1),
+]
+# One case per kind of shape, for --quick.
+QUICK = re.compile(r"sgemm (1024x1024x1024|64x3136x576|129x257x65|64x1024x1024)$|lenet_c3 N=256|vgg_conv3_2 N=8|"
+                   r"vgg_conv5_2 N=1|res3_3x3_s2 N=8|res4_1x1_expand N=1|alexnet_conv1|maxpool 2x2/2 \(16")
 
 
-def cases(only):
+def cases(only, pattern=None, quick=False):
     out = []
     if "gemm" in only:
         for m, n, k in [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048),
                         (64, 3136, 576), (128, 784, 1152), (512, 196, 4608),
                         (1000, 1000, 1000), (129, 257, 65)]:
             out.append(("gemm", f"sgemm {m}x{n}x{k}", "gemm", dict(m=m, n=n, k=k)))
+    if "skinny" in only:  # one dimension <= 64, the others >= 1024
+        for m, n, k in [(64, 1024, 1024), (1024, 64, 1024), (1024, 1024, 64), (32, 2048, 2048),
+                        (2048, 32, 2048), (2048, 2048, 16)]:
+            out.append(("gemm", f"sgemm {m}x{n}x{k}", "gemm", dict(m=m, n=n, k=k)))
+    convs = []
     if "conv" in only:
-        convs = [(name, n, c, k, h, r, p) for name, c, k, h, _, r, p in LENET for n in (1, 16, 256)]
-        convs += [(name, n, c, k, h, r, p) for name, c, k, h, r, p in VGG for n in (1, 8)]
-        for name, n, c, k, h, r, p in convs:
-            params = dict(n=n, c=c, k=k, h=h, r=r, pad=p)
-            for kind in ("conv_fwd", "conv_bwd_data", "conv_bwd_weight"):
-                if kind == "conv_bwd_data" and c <= 3:
-                    continue  # a first layer's input gradient is never needed
-                out.append(("conv", f"{kind[5:]} {name} N={n}", kind, params))
+        convs += [(name, n, c, k, h, r, 1, p) for name, c, k, h, _, r, p in LENET for n in (1, 16, 256)]
+        convs += [(name, n, c, k, h, r, 1, p) for name, c, k, h, r, p in VGG for n in (1, 8)]
+    if "resnet" in only:
+        convs += [(name, n, c, k, h, r, st, p) for name, c, k, h, r, st, p in RESNET for n in (1, 8)]
+    if "alexnet" in only:
+        convs += [(name, 16, c, k, h, r, st, p) for name, c, k, h, r, st, p in ALEXNET]
+    for name, n, c, k, h, r, st, p in convs:
+        params = dict(n=n, c=c, k=k, h=h, r=r, stride=st, pad=p)
+        for kind in ("conv_fwd", "conv_bwd_data", "conv_bwd_weight"):
+            if kind == "conv_bwd_data" and c <= 3:
+                continue  # a first layer's input gradient is never needed
+            out.append(("conv", f"{kind[5:]} {name} N={n}", kind, params))
     if "pool" in only:
         for shape in [(16, 64, 112, 112), (256, 6, 28, 28)]:
             for kind in ("maxpool", "avgpool"):
                 out.append(("pool", f"{kind} 2x2/2 {shape}", kind, dict(shape=shape)))
+    if quick:
+        out = [c for c in out if QUICK.search(c[1])]
+    if pattern:
+        out = [c for c in out if re.search(pattern, c[1])]
     return out
 
 
@@ -58,7 +99,7 @@ def gflop(kind, p):
     if kind == "gemm":
         return 2 * p["m"] * p["n"] * p["k"] / 1e9
     if kind.startswith("conv"):
-        out_hw = p["h"] + 2 * p["pad"] - p["r"] + 1
+        out_hw = (p["h"] + 2 * p["pad"] - p["r"]) // p["stride"] + 1
         return 2 * p["n"] * p["k"] * out_hw * out_hw * p["c"] * p["r"] * p["r"] / 1e9
     n, c, h, w = p["shape"]
     return n * c * h * w / 1e9  # one compare/add per input element
@@ -79,11 +120,12 @@ def make_convforge(kind, p, rng):
         x = rng.standard_normal((p["n"], p["c"], p["h"], p["h"]), dtype=np.float32)
         w = rng.standard_normal((p["k"], p["c"], p["r"], p["r"]), dtype=np.float32)
         bias = rng.standard_normal(p["k"], dtype=np.float32)
+        kw = dict(stride=p["stride"], padding=p["pad"])
         if kind == "conv_fwd":
-            return lambda: F.conv2d(x, w, bias, padding=p["pad"])
-        gy = F.conv2d(x, w, bias, padding=p["pad"])
+            return lambda: F.conv2d(x, w, bias, **kw)
+        gy = F.conv2d(x, w, bias, **kw)
         mask = (True, False, False) if kind == "conv_bwd_data" else (False, True, True)
-        return lambda: F.conv2d_backward(gy, x, w, padding=p["pad"], output_mask=mask)
+        return lambda: F.conv2d_backward(gy, x, w, **kw, output_mask=mask)
     x = rng.standard_normal(p["shape"], dtype=np.float32)
     if kind == "maxpool":
         return lambda: F.max_pool2d(x, 2)
@@ -104,13 +146,13 @@ def make_torch(kind, p, rng):
         x = torch.randn(p["n"], p["c"], p["h"], p["h"], generator=g)
         w = torch.randn(p["k"], p["c"], p["r"], p["r"], generator=g)
         bias = torch.randn(p["k"], generator=g)
-        pad = [p["pad"]] * 2
+        pad, stride = [p["pad"]] * 2, [p["stride"]] * 2
         if kind == "conv_fwd":
-            return lambda: TF.conv2d(x, w, bias, padding=pad)
-        gy = TF.conv2d(x, w, bias, padding=pad)
+            return lambda: TF.conv2d(x, w, bias, stride=stride, padding=pad)
+        gy = TF.conv2d(x, w, bias, stride=stride, padding=pad)
         mask = [True, False, False] if kind == "conv_bwd_data" else [False, True, True]
         return lambda: torch.ops.aten.convolution_backward(
-            gy, x, w, [p["k"]], [1, 1], pad, [1, 1], False, [0, 0], 1, mask)
+            gy, x, w, [p["k"]], stride, pad, [1, 1], False, [0, 0], 1, mask)
     x = torch.randn(*p["shape"], generator=g)
     if kind == "maxpool":
         return lambda: TF.max_pool2d(x, 2)
@@ -143,16 +185,23 @@ def time_it(fn, min_reps=3, max_reps=30, budget_s=0.5):
     return statistics.median(times), len(times)
 
 
-def worker(lib, threads, only):
+def worker(lib, threads, only, pattern, quick):
     import numpy as np
 
     info = {}
-    if lib == "convforge":
+    if lib in ("convforge", "convforge-tuned"):
         import convforge
 
         convforge.set_num_threads(threads)
         info = {k: v for k, v in convforge.build_info().items() if k in ("version", "arch", "compiler", "simd_in_use", "num_threads")}
+        if lib == "convforge":
+            info["machine"] = convforge.machine_info(measure=True)
         make = make_convforge
+        if lib == "convforge-tuned":
+            convforge.set_autotune(True)
+            from convforge import tuning
+
+            info["tuning_cache"] = str(tuning.cache_path())
     elif lib == "torch":
         import torch
 
@@ -169,17 +218,19 @@ def worker(lib, threads, only):
                          for d in threadpool_info()]}
         make = make_numpy
     results = {}
-    for group, name, kind, p in cases(only):
+    for group, name, kind, p in cases(only, pattern, quick):
         fn = make(kind, p, np.random.default_rng(0))
         if fn is None:
             continue
+        if lib == "convforge-tuned":
+            fn()  # measures the eligible algos once (or finds them in the cache): not timed
         med, reps = time_it(fn)
         results[name] = {"median_s": med, "reps": reps}
         print(f"  [{lib}] {name}: {med * 1e3:.3f} ms", file=sys.stderr, flush=True)
     json.dump({"info": info, "results": results}, sys.stdout)
 
 
-def run_worker(lib, threads, only):
+def run_worker(lib, threads, only, pattern, quick):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if lib == "numpy":
         # Older OpenBLAS builds need these on some CPUs; they slow a current one: unset for this process only.
@@ -187,53 +238,121 @@ def run_worker(lib, threads, only):
         env.pop("OPENBLAS_L2_SIZE", None)
         env["OPENBLAS_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, __file__, "--worker", lib, "--threads", str(threads), "--only", ",".join(only)]
+    cmd += (["--cases", pattern] if pattern else []) + (["--quick"] if quick else [])
     out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(out.stdout)
+
+
+def fmt(v, spec, width):
+    return format(v, spec).rjust(width) if v is not None else " " * width
+
+
+def machine_lines(machine, threads, peak, peak_source):
+    m = machine
+    kib = lambda b: f"{b >> 10} KiB" if b < 1 << 20 else f"{b >> 20} MiB"  # noqa: E731
+    return [
+        f"CPU: {m['model_name']} ({m['vendor']}, family {m['family']} model {m['model']}, {m['uarch']}), "
+        f"{m['logical_cpus']} logical CPUs, SIMD {m['simd_supported']}",
+        f"caches: L1d {kib(m['l1d_bytes'])}, L2 {kib(m['l2_bytes'])} (shared by {m['l2_shared_by']}), "
+        f"L3 {kib(m['l3_bytes'])} (shared by {m['l3_shared_by']}) from {m['cache_source']}",
+        f"GEMM config: {m['cpu_config']} ({m['blocks']})",
+        f"measured fp32 FMA peak: {m['peak_gflops_per_core']} GFLOP/s on 1 thread, {m['peak_gflops_threads']} on "
+        f"{m['threads']}; 512-bit FMA units: {m['fma512_units']}; STREAM triad {m['triad_gbs']} GB/s",
+        f"% of peak below: of {peak:.1f} GFLOP/s for {threads} thread(s) ({peak_source})",
+    ]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default="gemm,conv,pool")
+    ap.add_argument("--only", default="gemm,skinny,conv,resnet,alexnet,pool",
+                    help="groups: gemm, skinny, conv (LeNet-5, VGG-16), resnet, alexnet, pool")
+    ap.add_argument("--cases", default=None, help="keep only the cases whose name matches this regular expression")
+    ap.add_argument("--quick", action="store_true", help="one case per kind of shape (about a minute)")
+    ap.add_argument("--no-tuned", action="store_true", help="skip the tuned run of ours")
+    ap.add_argument("--md", nargs="?", const="auto", default=None,
+                    help="write a Markdown table (default name benchmarks/results/cpu_<uarch>_<threads>t.md)")
     ap.add_argument("--json")
     ap.add_argument("--plot")
-    ap.add_argument("--peak-per-core", type=float, default=PEAK_PER_CORE)
+    ap.add_argument("--peak-per-core", type=float, default=None,
+                    help="GFLOP/s per core for %% of peak (default: convforge's measured peak for the threads in use)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     only = set(args.only.split(","))
     if args.worker:
-        return worker(args.worker, args.threads, only)
+        return worker(args.worker, args.threads, only, args.cases, args.quick)
 
-    libs = {lib: run_worker(lib, args.threads, only) for lib in ("convforge", "torch", "numpy")}
-    peak = args.peak_per_core * args.threads
+    selected = cases(only, args.cases, args.quick)
+    if not selected:
+        raise SystemExit(f"error: no case matches --only {args.only} --cases {args.cases!r}")
+    libs = ["convforge"] + ([] if args.no_tuned else ["convforge-tuned"]) + ["torch", "numpy"]
+    libs = {lib: run_worker(lib, args.threads, only, args.cases, args.quick) for lib in libs}
+    machine = libs["convforge"]["info"]["machine"]
+    if args.peak_per_core:
+        peak, peak_source = args.peak_per_core * args.threads, "--peak-per-core"
+    else:
+        peak, peak_source = machine["peak_gflops_threads"], "measured by convforge.machine_info()"
     rows = []
-    for group, name, kind, p in cases(only):
+    for group, name, kind, p in selected:
         ours = libs["convforge"]["results"][name]["median_s"]
+        tuned = libs.get("convforge-tuned", {}).get("results", {}).get(name, {}).get("median_s")
         ref_torch = libs["torch"]["results"][name]["median_s"]
         ref_np = libs["numpy"]["results"].get(name, {}).get("median_s")
+        best = min(ours, tuned) if tuned else ours
         gf = gflop(kind, p)
-        rows.append(dict(case=name, group=group, ours_ms=ours * 1e3, torch_ms=ref_torch * 1e3,
-                         numpy_ms=None if ref_np is None else ref_np * 1e3,
-                         ratio_torch=ref_torch / ours, ratio_numpy=None if ref_np is None else ref_np / ours,
-                         gflops=gf / ours, pct_peak=100 * gf / ours / peak if group != "pool" else None))
+        rows.append(dict(case=name, group=group, ours_ms=ours * 1e3, tuned_ms=None if tuned is None else tuned * 1e3,
+                         torch_ms=ref_torch * 1e3, numpy_ms=None if ref_np is None else ref_np * 1e3,
+                         ratio_torch=ref_torch / ours, ratio_torch_tuned=None if tuned is None else ref_torch / tuned,
+                         ratio_numpy=None if ref_np is None else ref_np / best,
+                         gflops=gf / best, pct_peak=100 * gf / best / peak if group != "pool" else None))
 
-    print(f"\nconvforge CPU benchmark, {args.threads} thread(s), peak {peak:.0f} GFLOP/s; "
-          f"ratio = reference time / our time (>1: we are faster)")
+    head = machine_lines(machine, args.threads, peak, peak_source)
+    print(f"\nconvforge CPU benchmark, {args.threads} thread(s); ratio = reference time / our time (>1: we are faster)")
+    for line in head:
+        print("  " + line)
     for lib, d in libs.items():
-        print(f"  {lib}: {d['info']}")
-    hdr = f"{'case':<38}{'ours ms':>10}{'torch ms':>10}{'x torch':>9}{'numpy ms':>10}{'x numpy':>9}{'GFLOP/s':>9}{'%peak':>7}"
-    print(hdr)
-    print("-" * len(hdr))
+        print(f"  {lib}: { {k: v for k, v in d['info'].items() if k != 'machine'} }")
+    cols = ["case", "auto ms", "tuned ms", "torch ms", "x torch", "x torch tuned", "numpy ms", "x numpy", "GFLOP/s", "% peak"]
+    table = []
     for r in rows:
-        np_ms = f"{r['numpy_ms']:10.3f}" if r["numpy_ms"] is not None else f"{'':>10}"
-        np_ratio = f"{r['ratio_numpy']:9.2f}" if r["ratio_numpy"] is not None else f"{'':>9}"
-        pct = f"{r['pct_peak']:7.1f}" if r["pct_peak"] is not None else f"{'':>7}"
-        gfl = f"{r['gflops']:9.1f}" if r["group"] != "pool" else f"{'':>9}"
-        print(f"{r['case']:<38}{r['ours_ms']:10.3f}{r['torch_ms']:10.3f}{r['ratio_torch']:9.2f}{np_ms}{np_ratio}{gfl}{pct}")
+        pool = r["group"] == "pool"
+        table.append([r["case"], fmt(r["ours_ms"], ".3f", 0), fmt(r["tuned_ms"], ".3f", 0), fmt(r["torch_ms"], ".3f", 0),
+                      fmt(r["ratio_torch"], ".2f", 0), fmt(r["ratio_torch_tuned"], ".2f", 0),
+                      fmt(r["numpy_ms"], ".3f", 0), fmt(r["ratio_numpy"], ".2f", 0),
+                      "" if pool else fmt(r["gflops"], ".1f", 0), "" if pool else fmt(r["pct_peak"], ".0f", 0)])
+    widths = [max(len(row[i]) for row in [cols] + table) for i in range(len(cols))]
+    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
+    for row in table:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    conv = [r for r in rows if r["group"] == "conv"]
+    if conv:
+        import statistics as st
 
+        gm = st.geometric_mean([r["ratio_torch"] for r in conv])
+        gmt = st.geometric_mean([r["ratio_torch_tuned"] or r["ratio_torch"] for r in conv])
+        print(f"conv rows: geometric mean x torch {gm:.2f} (auto), {gmt:.2f} (tuned)")
+
+    if args.md:
+        path = args.md
+        if path == "auto":
+            slug = machine["uarch"] if machine["uarch"] != "unknown" else re.sub(r"\W+", "_", machine["model_name"]).strip("_").lower()
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"cpu_{slug}_{args.threads}t.md")
+        with open(path, "w") as f:
+            f.write(f"# convforge CPU benchmark, {args.threads} thread(s)\n\n")
+            f.write("".join(f"- {line}\n" for line in head))
+            f.write(f"- command: `python benchmarks/bench_cpu.py {' '.join(sys.argv[1:])}`\n")
+            for lib, d in libs.items():
+                f.write(f"- {lib}: `{ {k: v for k, v in d['info'].items() if k != 'machine'} }`\n")
+            f.write("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
+            for row in table:
+                f.write("| " + " | ".join(c.strip() for c in row) + " |\n")
+            if conv:
+                f.write(f"\nconv rows: geometric mean x torch {gm:.2f} (auto), {gmt:.2f} (tuned)\n")
+        print(f"wrote {path}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "peak_gflops": peak, "libraries": {k: v["info"] for k, v in libs.items()},
+            json.dump({"threads": args.threads, "peak_gflops": peak, "machine": machine,
+                       "libraries": {k: v["info"] for k, v in libs.items()},
                        "rows": rows}, f, indent=1)
     if args.plot:
         import matplotlib

@@ -13,8 +13,9 @@ import convforge.functional as F
 from convforge import _C
 from conftest import BWD_TOL, FWD_TOL, randn, rel_error
 
-FWD_ALGOS = ["reference", "im2col", "implicit", "direct", "direct_k", "winograd", "auto"]
-BWD_ALGOS = ["reference", "im2col", "implicit", "direct", "auto"]
+# Every algo of each op's one table (csrc/cpu/conv/conv2d.cpp), so a new algo cannot skip the grid.
+FWD_ALGOS = [a["name"] for a in F.algos("conv2d_forward")]
+BWD_ALGOS = [a["name"] for a in F.algos("conv2d_backward")]
 
 # name: (N, C, H, W, K, R, S, stride, padding, dilation, groups)
 CASES = {
@@ -75,9 +76,23 @@ def _levels(algo, simd_level):
 
 
 def test_algo_lists():
-    fwd = {a["name"] for a in F.algos("conv2d_forward")}
-    bwd = {a["name"] for a in F.algos("conv2d_backward")}
-    assert set(FWD_ALGOS) <= fwd and set(BWD_ALGOS) <= bwd
+    # the ladder the docs and the course name is all there
+    assert {"reference", "im2col", "implicit", "direct", "direct_k", "winograd", "auto"} <= set(FWD_ALGOS)
+    assert {"reference", "im2col", "implicit", "direct", "auto"} <= set(BWD_ALGOS)
+    for op in ("conv2d_forward", "conv2d_backward"):
+        for a in F.algos(op):
+            assert a["kind"] in ("reference", "teaching", "production") and a["source"] and a["when"]
+
+
+@pytest.mark.parametrize("algo", ["fast", "", "AUTO"])
+def test_unknown_algo_names_the_table(rng, algo):
+    x, w = randn(rng, 1, 2, 5, 5), randn(rng, 3, 2, 3, 3)
+    for call in (lambda: F.conv2d(x, w, algo=algo),
+                 lambda: F.conv2d_backward(randn(rng, 1, 3, 3, 3), x, w, algo=algo)):
+        with pytest.raises(ValueError, match="unknown algo") as e:
+            call()
+        for name in BWD_ALGOS:
+            assert f"'{name}'" in str(e.value)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

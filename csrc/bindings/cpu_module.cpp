@@ -155,18 +155,21 @@ py::list algo_list(const std::vector<cpu::KernelInfo>& infos) {
   py::list out;
   for (const auto& k : infos)
     out.append(py::dict(py::arg("name") = k.name, py::arg("kind") = k.kind,
-                        py::arg("description") = k.description, py::arg("source") = k.source));
+                        py::arg("description") = k.description, py::arg("source") = k.source,
+                        py::arg("when") = k.when));
   return out;
 }
 
 }  // namespace
 
 void bind_build_info(py::module_& m);  // build_info.cpp
+void bind_machine(py::module_& m);     // machine_bindings.cpp
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "convforge CPU kernels (private; use convforge.functional)";
   bind_geometry(m);
   bind_build_info(m);
+  bind_machine(m);
 
   // ---- configuration ----
   m.def("set_num_threads", [](int n) {

@@ -11,6 +11,7 @@ struct KernelInfo {
   std::string kind;         // "reference" (plain loops, read first), "teaching" or "production"
   std::string description;  // one line: what this version changes
   std::string source;       // file it lives in, relative to csrc/
+  std::string when = "";    // where it applies (elsewhere it hands over to another algo)
 };
 
 }  // namespace convforge::cpu

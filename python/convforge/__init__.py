@@ -25,6 +25,8 @@ from .functional import (  # noqa: F401  (re-exported: the names a user reaches 
 )
 from . import functional  # noqa: F401
 from .kernels import KernelCompileError, load_kernel  # noqa: F401  (student kernels: convforge/kernels.py)
+from .machine import machine_info, set_cpu_config  # noqa: F401  (the machine and its GEMM config)
+from .tuning import autotune_enabled, set_autotune  # noqa: F401  (measured algo choice)
 
 __version__ = _C._build_info()["version"]
 

@@ -17,6 +17,7 @@ def _cmd_info(args) -> int:
     import convforge
 
     info = convforge.build_info()
+    info.update(convforge.machine_info(measure=not args.no_measure))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -44,9 +45,39 @@ def _cmd_summary(args) -> int:
         model = models.build(args.model, **_model_kwargs(args))
         shape = model.input_shape if args.input_size is None else (model.input_shape[0], args.input_size, args.input_size)
         model.summary((args.batch,) + tuple(shape))
+        if args.algos:
+            _print_algos(model, (args.batch,) + tuple(shape))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _print_algos(model, shape):
+    from . import functional as F, tuning
+
+    rows = tuning.model_algos(model, shape)
+    print(f"\nalgorithms per layer ({F.get_num_threads()} threads; 'tuned': measured by `convforge tune` or with "
+          f"autotune on, from {tuning.cache_path()}; 'auto': the heuristic's choice)")
+    header = ("layer", "forward", "backward data", "backward weight")
+    body = [(name, r.get("forward", ""), r.get("backward_data", ""), r.get("backward_weight", "")) for name, r in rows]
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(4)]
+    for row in [header] + body:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+def _cmd_tune(args) -> int:
+    import time
+
+    from . import models, tuning
+
+    _set_threads(args.threads)
+    model = models.build(args.model)
+    shape = (args.batch,) + tuple(model.input_shape)
+    t0 = time.perf_counter()
+    tuning.tune_model(model, shape, progress=not args.no_progress)
+    print(f"tuned {args.model} at batch {args.batch} in {time.perf_counter() - t0:.1f} s; cache {tuning.cache_path()}")
+    _print_algos(model, shape)
     return 0
 
 
@@ -153,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convforge", description="convforge: conv2d/pooling/GEMM kernels, LeNet-5, AlexNet, VGG-16")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("info", help="version, compiler, SIMD level, threads, CUDA")
+    s = sub.add_parser("info", help="version, compiler, the machine (caches, measured peak and bandwidth), GEMM config, threads, CUDA")
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--no-measure", action="store_true", help="skip measuring the FMA peak and the triad bandwidth (~1 s)")
     s.set_defaults(func=_cmd_info)
 
     def model_opts(s, train_defaults: bool):
@@ -168,8 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="each layer's output shape, parameters and FLOPs")
     s.add_argument("model", choices=["lenet5", "alexnet", "vgg16"])
     s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--algos", action="store_true", help="also the algo each conv/linear layer's passes use (tuned or auto)")
     model_opts(s, False)
     s.set_defaults(func=_cmd_summary)
+
+    s = sub.add_parser("tune", help="time the eligible kernels of a model's layers and remember the fastest")
+    s.add_argument("--model", required=True, choices=["lenet5", "alexnet", "vgg16"])
+    s.add_argument("--batch", type=int, default=1, help="batch size to tune for (default 1)")
+    s.add_argument("--threads", type=int, default=None, help="OpenMP threads (the cache is per thread count)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_tune)
 
     s = sub.add_parser("train", help="train a model from scratch")
     s.add_argument("--model", default="lenet5", choices=["lenet5", "alexnet", "vgg16"])

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _C
 from . import _checks as chk
+from . import tuning
 from ._backend import backend_for
 
 # Student kernels loaded by convforge.load_kernel, by algo name (convforge/kernels.py fills it):
@@ -87,6 +88,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
     be = backend_for(op, x=x, weight=weight, bias=bias)
     if algo in _student_kernels:
         return _student_kernels[algo].conv2d_forward(x, weight, bias, g)
+    if algo == "auto" and be is _C and tuning.autotune_enabled():  # measured choice (convforge/tuning.py)
+        algo = tuning.conv_algo("forward", g, lambda a: be.conv2d_forward(x, weight, bias, g, a, False))
     return be.conv2d_forward(x, weight, bias, g, algo, False)
 
 
@@ -103,6 +106,18 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     need_dx, need_dw, need_db = (bool(m) for m in output_mask)
     if algo in _student_kernels:  # the student's backward where the file has it, else ours ("auto")
         return _student_conv2d_backward(be, _student_kernels[algo], grad_out, x, weight, g, need_dx, need_dw, need_db)
+    if algo == "auto" and be is _C and tuning.autotune_enabled():  # data and weight passes tuned apart
+        data_algo = weight_algo = "auto"
+        if need_dx:
+            data_algo = tuning.conv_algo("backward_data", g, lambda a: be.conv2d_backward(
+                grad_out, x, weight, g, a, True, False, False))
+        if need_dw or need_db:
+            weight_algo = tuning.conv_algo("backward_weight", g, lambda a: be.conv2d_backward(
+                grad_out, x, weight, g, a, False, need_dw, need_db))
+        if need_dx and (need_dw or need_db) and data_algo != weight_algo:
+            gx = be.conv2d_backward(grad_out, x, weight, g, data_algo, True, False, False)[0]
+            return (gx,) + tuple(be.conv2d_backward(grad_out, x, weight, g, weight_algo, False, need_dw, need_db)[1:])
+        algo = data_algo if need_dx else weight_algo
     return be.conv2d_backward(grad_out, x, weight, g, algo, need_dx, need_dw, need_db)
 
 
@@ -205,7 +220,17 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, alg
             a = np.ascontiguousarray(a.T) if trans_a else a
             b = np.ascontiguousarray(b.T) if trans_b else b
         return _student_kernels[algo].gemm(a, b, c, float(alpha), float(beta))
+    algo = _gemm_algo(be, algo, a, b, bool(trans_a), bool(trans_b))
     return be.gemm(a, b, c, float(alpha), float(beta), bool(trans_a), bool(trans_b), algo)
+
+
+def _gemm_algo(be, algo, a, b, trans_a, trans_b):
+    """The algo for op(a) @ op(b): the measured one when ``auto`` and tuning is on (convforge/tuning.py)."""
+    if algo != "auto" or be is not _C or not tuning.autotune_enabled():
+        return algo
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    N = b.shape[0] if trans_b else b.shape[1]
+    return tuning.gemm_algo(M, N, K, trans_a, trans_b, lambda alg: be.gemm(a, b, None, 1.0, 0.0, trans_a, trans_b, alg))
 
 
 def matmul(a, b, *, algo="auto"):
@@ -231,7 +256,7 @@ def linear(x, weight, bias=None, *, algo="auto"):
         chk.same_shape(op, "bias", bias, (out_f,), "one value per output feature")
     x2 = _rows(op, "x", x, in_f)
     be = backend_for(op, x=x2, weight=weight, bias=bias)
-    y = be.linear_forward(x2, weight, bias, algo)
+    y = be.linear_forward(x2, weight, bias, _gemm_algo(be, algo, x2, weight, False, True))
     return y if x.ndim == 2 else y.reshape(*x.shape[:-1], out_f)
 
 
@@ -247,8 +272,8 @@ def linear_backward(grad_out, x, weight, *, algo="auto"):
     if g2.shape[0] != x2.shape[0]:
         raise ValueError(f"{op}: grad_out {tuple(grad_out.shape)} and x {tuple(x.shape)} must have the same leading dimensions")
     be = backend_for(op, grad_out=g2, x=x2, weight=weight)
-    gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, algo)
-    gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, algo)
+    gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, _gemm_algo(be, algo, g2, weight, False, False))
+    gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, _gemm_algo(be, algo, g2, x2, True, False))
     gb = be.sum_rows(g2)
     return (gx if x.ndim == 2 else gx.reshape(x.shape)), gw, gb
 

@@ -524,26 +524,15 @@ def _flops(op, spec) -> float:
 
 
 def peak_gflops(device: str = "cpu") -> float:
-    """Nominal fp32 peak: CPU threads x clock x FMA lanes x 2 FMA units x 2; GPU SMs x clock x lanes x 2.
+    """fp32 peak: on the CPU measured by convforge (an FMA loop per ISA on the threads in use,
+    ``convforge.machine.fma_peak``); on a GPU nominal, SMs x clock x lanes x 2.
     $CONVFORGE_PEAK_GFLOPS overrides it."""
     if os.environ.get("CONVFORGE_PEAK_GFLOPS"):
         return float(os.environ["CONVFORGE_PEAK_GFLOPS"])
     if device == "cpu":
-        from . import _C
+        from . import machine
 
-        ghz = 0.0
-        try:
-            ghz = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e6
-        except (OSError, ValueError):
-            try:
-                for line in Path("/proc/cpuinfo").read_text().splitlines():
-                    if line.startswith("cpu MHz"):
-                        ghz = float(line.split(":")[1]) / 1000
-                        break
-            except (OSError, ValueError):
-                pass
-        lanes = {"avx512": 16, "avx2": 8, "neon": 4}.get(_C.simd_level(), 1)
-        return _C.get_num_threads() * (ghz or 2.5) * lanes * 2 * 2
+        return machine.fma_peak()["gflops"]
     from . import cuda
 
     p = cuda.get_device_properties(0)
@@ -798,7 +787,7 @@ def format_report(r: dict) -> str:
     lines.append(f"{r['passed']}/{r['total']} cases passed{bwd}: {r['status'].upper()}")
     t = r.get("timing")
     if t:
-        lines.append(f"timing on {t['shape']} ({t['flops'] / 1e9:.2f} GFLOP, nominal peak {t['peak_gflops']:.0f} GFLOP/s):")
+        lines.append(f"timing on {t['shape']} ({t['flops'] / 1e9:.2f} GFLOP, {'measured' if r['device'] == 'cpu' else 'nominal'} peak {t['peak_gflops']:.0f} GFLOP/s):")
         for row in t["rows"]:
             if "seconds" in row:
                 lines.append(f"  {row['name']:28s} {row['ms']:10.3f} ms {row['gflops']:9.1f} GFLOP/s "

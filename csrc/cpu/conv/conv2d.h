@@ -23,4 +23,10 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const floa
 std::vector<KernelInfo> conv2d_forward_algos();
 std::vector<KernelInfo> conv2d_backward_algos();
 
+// For measured choice (python/convforge/tuning.py): the algos worth timing for one pass
+// ("forward", "backward_data", "backward_weight") of this geometry (the production kinds but
+// auto, none that would only hand over to another), and the algo "auto" picks by its heuristics.
+std::vector<std::string> conv2d_eligible_algos(const std::string& pass, const Conv2dGeometry& g);
+std::string conv2d_auto_choice(const std::string& pass, const Conv2dGeometry& g);
+
 }  // namespace convforge::cpu

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/geometry.h"
+#include "cpu/kernel_info.h"
 
 namespace convforge::cpu::conv_detail {
 
@@ -84,6 +86,27 @@ void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const fl
 void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                   float* y, bool relu);
 ForwardFn forward_auto_choice(const Conv2dGeometry& g);
+using BackwardDataFn = void (*)(const Conv2dGeometry&, const float*, const float*, float*);
+using BackwardWeightFn = void (*)(const Conv2dGeometry&, const float*, const float*, float*,
+                                  float*);
+BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g);
+
+// One row of an op's algo table (conv2d.cpp): what Python lists, the function dispatch calls,
+// and where the algo runs as itself (elsewhere it hands over to the fallback it names).
+using AppliesFn = bool (*)(const Conv2dGeometry&);
+struct ConvForwardAlgo {
+  KernelInfo info;
+  ForwardFn fn;
+  AppliesFn applies;
+};
+struct ConvBackwardAlgo {
+  KernelInfo info;
+  BackwardDataFn data;
+  BackwardWeightFn weight;
+  AppliesFn data_applies, weight_applies;
+};
+const std::vector<ConvForwardAlgo>& conv2d_forward_table();
+const std::vector<ConvBackwardAlgo>& conv2d_backward_table();
 void backward_weight_implicit(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                               float* db);
 void backward_weight_reference(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,

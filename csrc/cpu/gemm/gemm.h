@@ -26,5 +26,6 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            int64_t ldc, const GemmEpilogue& epilogue = {}, const std::string& algo = "auto");
 
 std::vector<KernelInfo> gemm_algos();
+std::string gemm_auto_choice(int64_t M, int64_t N, int64_t K);  // the algo "auto" runs
 
 }  // namespace convforge::cpu

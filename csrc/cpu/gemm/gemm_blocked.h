@@ -14,9 +14,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "cpu/cpu_features.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/machine.h"
 
 namespace convforge::cpu::gemm_detail {
 
@@ -36,7 +38,8 @@ struct TileEpilogue {
 using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C,
                              int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
 
-// The blocking constants of one ISA, all in one place (gemm_config.cpp).
+// The blocking of the configuration in use for one SIMD level (gemm_config.cpp): the entry's
+// micro-kernel and the cache blocks derived from the machine's cache sizes.
 struct GemmConfig {
   int64_t mr, nr;      // micro-tile (register block)
   int64_t mc, kc, nc;  // cache blocks; mc is a multiple of mr, nc of nr
@@ -45,6 +48,25 @@ struct GemmConfig {
 };
 
 const GemmConfig& gemm_config(SimdLevel level);
+
+// One row of the per-microarchitecture table (gemm_config.cpp): what a CPU needs to use it,
+// its micro-kernel, and the fraction of L1d / L2 / L3 that KC, MC and NC are sized to fill.
+struct GemmConfigEntry {
+  const char* name;  // CONVFORGE_CPU_CONFIG=name forces it
+  SimdLevel isa;
+  int64_t mr, nr;
+  MicroKernel kernel;
+  double l1_frac, l2_frac, l3_frac;
+  bool (*matches)(const MachineDescription&);
+  const char* description;
+};
+const GemmConfigEntry* gemm_config_entries(int* count);
+const GemmConfig& gemm_config_blocks(int index);  // entry `index`'s blocks on this machine
+int gemm_config_in_use();                          // the entry the current SIMD level uses
+bool gemm_config_available(int index);             // whether this CPU runs entry `index`
+// Forces the entry `name` (and lowers the SIMD level to its ISA); "" or "default" returns to
+// the machine's choice. std::invalid_argument for an unknown name or one the CPU cannot run.
+void set_gemm_config(const std::string& name);
 
 void microkernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                              int64_t m, int64_t n, const TileEpilogue& ep);
