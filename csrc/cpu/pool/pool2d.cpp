@@ -2,7 +2,8 @@
 //   reference  plain loops, one output at a time            (pool2d_reference.cpp)
 //   fast       threads over (plane, row); interior runs vectorised over outputs,
 //              one copy per ISA                             (pool2d_fast.cpp, pool2d_row_kernels.h)
-// Backward has one version for both (pool2d_backward.cpp).
+// Backward has one version for both (pool2d_backward.cpp). Adaptive average pooling has the
+// same two versions (adaptive_avg_pool2d.cpp).
 #include "cpu/pool/pool2d.h"
 
 #include <stdexcept>
@@ -40,13 +41,22 @@ void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, const f
     pool_detail::avg_pool2d_fast(g, count_include_pad, x, y);
 }
 
+void adaptive_avg_pool2d_forward(const AdaptivePool2dGeometry& g, const float* x, float* y,
+                                 const std::string& algo) {
+  if (use_reference(algo, "adaptive_avg_pool2d"))
+    pool_detail::adaptive_avg_pool2d_reference(g, x, y);
+  else
+    pool_detail::adaptive_avg_pool2d_fast(g, x, y);
+}
+
 std::vector<KernelInfo> pool2d_algos() {
   return {
       {"reference", "reference", "plain loops over each output's window, no threads",
        "cpu/pool/pool2d_reference.cpp"},
       {"fast", "production",
        "OpenMP over (plane, output row); interior outputs vectorised (AVX-512/AVX2/SSE copies), "
-       "padded edges scalar",
+       "padded edges scalar; adaptive average: bin rows summed into column sums, "
+       "global 1x1 one vectorised sum per plane (adaptive_avg_pool2d.cpp)",
        "cpu/pool/pool2d_fast.cpp"},
   };
 }
