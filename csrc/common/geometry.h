@@ -124,6 +124,18 @@ inline void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
 }
 
+inline std::string shape_str(int64_t N, int64_t C, int64_t H, int64_t W) {
+  return "(" + std::to_string(N) + ", " + std::to_string(C) + ", " + std::to_string(H) + ", " +
+         std::to_string(W) + ")";
+}
+
+// The input rule shared by every op: a batch of N >= 0 images with positive C, H, W.
+inline void require_input(int64_t N, int64_t C, int64_t H, int64_t W, const std::string& o) {
+  require(N >= 0, o + "input batch size must be >= 0, got input shape " + shape_str(N, C, H, W));
+  require(C > 0 && H > 0 && W > 0, o + "input channels, height and width must be positive, got "
+                                       "input shape " + shape_str(N, C, H, W));
+}
+
 }  // namespace detail
 
 // Builds and validates a convolution's geometry. Throws std::invalid_argument
@@ -139,13 +151,9 @@ inline Conv2dGeometry make_conv2d_geometry(int64_t N, int64_t C, int64_t H, int6
   using detail::pair_str;
   using detail::require;
   const std::string o = std::string(op) + ": ";
-  const std::string in_shape = "(" + std::to_string(N) + ", " + std::to_string(C) + ", " +
-                               std::to_string(H) + ", " + std::to_string(W) + ")";
-  const std::string w_shape = "(" + std::to_string(K) + ", " + std::to_string(C_w) + ", " +
-                              std::to_string(R) + ", " + std::to_string(S) + ")";
-  require(N >= 0, o + "input batch size must be >= 0, got input shape " + in_shape);
-  require(C > 0 && H > 0 && W > 0,
-          o + "input channels, height and width must be positive, got input shape " + in_shape);
+  const std::string in_shape = detail::shape_str(N, C, H, W);
+  const std::string w_shape = detail::shape_str(K, C_w, R, S);
+  detail::require_input(N, C, H, W, o);
   require(K > 0 && C_w > 0 && R > 0 && S > 0,
           o + "weight sizes must be positive, got weight shape " + w_shape);
   require(groups > 0, o + "groups must be positive, got " + std::to_string(groups));
@@ -199,11 +207,8 @@ inline Pool2dGeometry make_pool2d_geometry(int64_t N, int64_t C, int64_t H, int6
   using detail::pair_str;
   using detail::require;
   const std::string o = std::string(op) + ": ";
-  const std::string in_shape = "(" + std::to_string(N) + ", " + std::to_string(C) + ", " +
-                               std::to_string(H) + ", " + std::to_string(W) + ")";
-  require(N >= 0, o + "input batch size must be >= 0, got input shape " + in_shape);
-  require(C > 0 && H > 0 && W > 0,
-          o + "input channels, height and width must be positive, got input shape " + in_shape);
+  const std::string in_shape = detail::shape_str(N, C, H, W);
+  detail::require_input(N, C, H, W, o);
   require(R > 0 && S > 0, o + "kernel_size must be positive, got " + pair_str(R, S));
   require(stride_h > 0 && stride_w > 0,
           o + "stride must be positive, got " + pair_str(stride_h, stride_w));
@@ -266,11 +271,7 @@ inline AdaptivePool2dGeometry make_adaptive_pool2d_geometry(int64_t N, int64_t C
   using detail::pair_str;
   using detail::require;
   const std::string o = std::string(op) + ": ";
-  const std::string in_shape = "(" + std::to_string(N) + ", " + std::to_string(C) + ", " +
-                               std::to_string(H) + ", " + std::to_string(W) + ")";
-  require(N >= 0, o + "input batch size must be >= 0, got input shape " + in_shape);
-  require(C > 0 && H > 0 && W > 0,
-          o + "input channels, height and width must be positive, got input shape " + in_shape);
+  detail::require_input(N, C, H, W, o);
   require(P > 0 && Q > 0, o + "output_size must be positive, got " + pair_str(P, Q));
   detail::checked_product({N, C, H, W}, (o + "input").c_str());
   detail::checked_product({N, C, P, Q}, (o + "output").c_str());
