@@ -18,30 +18,38 @@ def torch_lenet5(act="tanh", pool="max"):
                           tnn.Linear(400, 120), A(), tnn.Linear(120, 84), A(), tnn.Linear(84, 10))
 
 
-def torch_vgg(cfg, num_classes, flat, hidden, in_channels=3, device=None, dropout=0.5):
+def torch_vgg(cfg, num_classes=1000, hidden=4096, in_channels=3, device=None, dropout=0.5, batch_norm=False, pool=7):
+    """torchvision's VGG layout (features / avgpool / classifier, same indices), built from torch.nn."""
     layers, c = [], in_channels
     for v in cfg:
         if v == "M":
             layers.append(tnn.MaxPool2d(2, 2))
         else:
-            layers += [tnn.Conv2d(c, v, 3, padding=1, device=device), tnn.ReLU()]
+            layers.append(tnn.Conv2d(c, v, 3, padding=1, device=device))
+            if batch_norm:
+                layers.append(tnn.BatchNorm2d(v, device=device))
+            layers.append(tnn.ReLU())
             c = v
-    classifier = tnn.Sequential(tnn.Linear(flat, hidden, device=device), tnn.ReLU(), tnn.Dropout(dropout),
+    classifier = tnn.Sequential(tnn.Linear(c * pool * pool, hidden, device=device), tnn.ReLU(), tnn.Dropout(dropout),
                                 tnn.Linear(hidden, hidden, device=device), tnn.ReLU(), tnn.Dropout(dropout),
                                 tnn.Linear(hidden, num_classes, device=device))
-    return tnn.Sequential(OrderedDict(features=tnn.Sequential(*layers), flatten=tnn.Flatten(), classifier=classifier))
+    return tnn.Sequential(OrderedDict(features=tnn.Sequential(*layers), avgpool=tnn.AdaptiveAvgPool2d((pool, pool)),
+                                      flatten=tnn.Flatten(), classifier=classifier))
 
 
-def torch_alexnet(device="meta"):
+def torch_alexnet(device="meta", dropout=0.5):
+    """torchvision's AlexNet layout, built from torch.nn."""
     features = tnn.Sequential(
         tnn.Conv2d(3, 64, 11, 4, 2, device=device), tnn.ReLU(), tnn.MaxPool2d(3, 2),
         tnn.Conv2d(64, 192, 5, padding=2, device=device), tnn.ReLU(), tnn.MaxPool2d(3, 2),
         tnn.Conv2d(192, 384, 3, padding=1, device=device), tnn.ReLU(),
         tnn.Conv2d(384, 256, 3, padding=1, device=device), tnn.ReLU(),
         tnn.Conv2d(256, 256, 3, padding=1, device=device), tnn.ReLU(), tnn.MaxPool2d(3, 2))
-    classifier = tnn.Sequential(tnn.Dropout(), tnn.Linear(256 * 6 * 6, 4096, device=device), tnn.ReLU(), tnn.Dropout(),
-                                tnn.Linear(4096, 4096, device=device), tnn.ReLU(), tnn.Linear(4096, 1000, device=device))
-    return tnn.Sequential(OrderedDict(features=features, flatten=tnn.Flatten(), classifier=classifier))
+    classifier = tnn.Sequential(tnn.Dropout(dropout), tnn.Linear(256 * 6 * 6, 4096, device=device), tnn.ReLU(),
+                                tnn.Dropout(dropout), tnn.Linear(4096, 4096, device=device), tnn.ReLU(),
+                                tnn.Linear(4096, 1000, device=device))
+    return tnn.Sequential(OrderedDict(features=features, avgpool=tnn.AdaptiveAvgPool2d((6, 6)), flatten=tnn.Flatten(),
+                                      classifier=classifier))
 
 
 def _shapes(torch_model):
@@ -55,7 +63,14 @@ def _our_shapes(model):
 @pytest.mark.parametrize("name,builder,count", [
     ("lenet5", lambda: torch_lenet5(), 61_706),
     ("alexnet", torch_alexnet, 61_100_840),
-    ("vgg16", lambda: torch_vgg(models.VGG16_CFG, 1000, 512 * 7 * 7, 4096, device="meta"), 138_357_544),
+    ("vgg16", lambda: torch_vgg(models.VGG16_CFG, device="meta"), 138_357_544),
+    ("vgg16_bn", lambda: torch_vgg(models.VGG16_CFG, device="meta", batch_norm=True), 138_365_992),
+    ("vgg11", lambda: torch_vgg(models.CFGS["vgg11"], device="meta"), 132_863_336),
+    ("vgg11_bn", lambda: torch_vgg(models.CFGS["vgg11"], device="meta", batch_norm=True), 132_868_840),
+    ("vgg13", lambda: torch_vgg(models.CFGS["vgg13"], device="meta"), 133_047_848),
+    ("vgg13_bn", lambda: torch_vgg(models.CFGS["vgg13"], device="meta", batch_norm=True), 133_053_736),
+    ("vgg19", lambda: torch_vgg(models.CFGS["vgg19"], device="meta"), 143_667_240),
+    ("vgg19_bn", lambda: torch_vgg(models.CFGS["vgg19"], device="meta", batch_norm=True), 143_678_248),
 ])
 def test_parameter_counts_and_names(name, builder, count):
     ours = models.build(name)  # parameters are lazy: counting from shapes allocates nothing
@@ -63,10 +78,16 @@ def test_parameter_counts_and_names(name, builder, count):
     assert ours.num_parameters() == count
     assert sum(p.numel() for p in theirs.parameters()) == count
     assert _our_shapes(ours) == _shapes(theirs)
+    # every key of torchvision's state dict (buffers included), in its order, with its shape
+    assert [(k, tuple(v.shape)) for k, v, _ in ours._named_state()] == \
+        [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
     assert not any(p.materialized for p in ours.parameters())
 
 
-def _compare_model(ours, theirs, x, labels):
+def _compare_model(ours, theirs, x, labels, vanishing=()):
+    """Loss, logits and every gradient against torch. Parameters named in vanishing have a gradient
+    that is zero but for rounding (a conv bias just before batch norm, whose mean BN removes): their
+    gradients must be tiny next to the layer's weight gradient, not equal."""
     nn.load_torch_state_dict(ours, theirs.state_dict())
     crit = nn.CrossEntropyLoss()
     logits = ours.forward(x)
@@ -83,6 +104,10 @@ def _compare_model(ours, theirs, x, labels):
     tp = dict(theirs.named_parameters())
     assert set(tp) == {n for n, _ in ours.named_parameters()}
     for name, p in ours.named_parameters():
+        if name in vanishing:
+            scale = np.linalg.norm(tp[name.replace(".bias", ".weight")].grad.numpy())
+            assert np.linalg.norm(p.grad) <= 1e-4 * scale and np.linalg.norm(tp[name].grad.numpy()) <= 1e-4 * scale
+            continue
         assert rel_error(p.grad, tp[name].grad.numpy()) <= BWD_TOL, name
 
 
@@ -97,9 +122,51 @@ def test_lenet5_loss_and_gradients_match_torch(act, pool, rng):
 def test_reduced_vgg_loss_and_gradients_match_torch(rng):
     cfg = (8, 8, "M", 16, "M", 16, 16, "M")
     ours = models.vgg(cfg, num_classes=10, input_size=24, hidden=32).eval()  # eval: dropout off on both sides
-    theirs = torch_vgg(cfg, 10, 16 * 3 * 3, 32).eval()
+    theirs = torch_vgg(cfg, 10, 32).eval()
     x = rng.standard_normal((4, 3, 24, 24)).astype(np.float32)
     _compare_model(ours, theirs, x, rng.integers(0, 10, 4))
+
+
+# VGG-16's configuration at 1/8 of the width: the layout and indices of vgg16_bn, at a test's cost.
+NARROW_VGG16 = tuple(v if v == "M" else v // 8 for v in models.VGG16_CFG)
+
+
+@pytest.mark.parametrize("size", [40, 32, 77])
+def test_narrow_vgg16_bn_training_step_matches_torch(rng, size):
+    """Training mode (batch statistics, running-stat updates), one step: loss, input and every parameter's
+    gradient, and the running statistics afterwards; dropout 0 so both sides run the same function."""
+    nn.manual_seed(1)
+    ours = models.vgg(NARROW_VGG16, num_classes=10, input_size=size, hidden=48, dropout=0.0, batch_norm=True)
+    theirs = torch_vgg(NARROW_VGG16, 10, 48, dropout=0.0, batch_norm=True)
+    x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
+    before_bn = {f"features.{i}.bias" for i, m in enumerate(theirs.features) if isinstance(m, tnn.Conv2d)}
+    _compare_model(ours, theirs, x, rng.integers(0, 10, 3), vanishing=before_bn)
+    sd = ours.state_dict()
+    for k, v in theirs.state_dict().items():
+        assert rel_error(sd[k], v.numpy()) <= FWD_TOL, k
+
+
+def test_alexnet_training_step_matches_torch(rng):
+    ours, theirs = models.alexnet(dropout=0.0), torch_alexnet(device=None, dropout=0.0)
+    x = rng.standard_normal((2, 3, 67, 67)).astype(np.float32)
+    _compare_model(ours, theirs, x, rng.integers(0, 1000, 2))
+
+
+@pytest.mark.slow  # VGG-16 at full size: about 10 s on 2 cores
+@pytest.mark.parametrize("arch", ["alexnet", "vgg16"])
+def test_torchvision_layout_same_logits_at_any_size(rng, arch):
+    """One torchvision-layout state dict, full size: the same logits at 224, 256 and 64 pixels, and
+    to_torch_state_dict loads back into the torch model (strict)."""
+    torch.manual_seed(0)
+    theirs = (torch_alexnet(device=None) if arch == "alexnet" else torch_vgg(models.VGG16_CFG)).eval()
+    ours = models.build(arch).eval()
+    nn.load_torch_state_dict(ours, theirs.state_dict())
+    for size in (224, 256, 64):
+        x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+        with torch.no_grad():
+            ref = theirs(torch.from_numpy(x)).numpy()
+        assert rel_error(ours(x), ref) <= 1e-4, size
+    theirs.load_state_dict(nn.to_torch_state_dict(ours), strict=True)
 
 
 def test_summary_table(capsys):
@@ -120,14 +187,17 @@ def test_output_shapes_agree_with_forward(rng):
 
 
 def test_small_inputs():
-    vgg32 = models.vgg16(num_classes=10, input_size=32)
-    assert vgg32.classifier[0].in_features == 512
-    assert vgg32.num_parameters() == 138_357_544 - (512 * 49 - 512) * 4096 - 4096 * 990 - 990
+    vgg32 = models.vgg16(num_classes=10, input_size=32)  # input_size is what summary reports, not a limit
+    assert vgg32.classifier[0].in_features == 512 * 7 * 7
+    assert vgg32.num_parameters() == 138_357_544 - 4096 * 990 - 990
+    assert "512x7x7" in vgg32.summary(print_fn=None)
     with pytest.raises(ValueError, match=r"vgg16.*too small.*features\.30"):
         models.vgg16(input_size=16)
+    with pytest.raises(ValueError, match=r"vgg16_bn.*too small.*features\.43"):
+        models.vgg16_bn(input_size=16)
     with pytest.raises(ValueError, match=r"alexnet.*features\.12"):
-        models.alexnet(input_size=32)
-    assert models.alexnet(input_size=64).classifier[1].in_features == 256
+        models.alexnet(input_size=62)
+    assert models.alexnet(input_size=63).classifier[1].in_features == 256 * 6 * 6
     with pytest.raises(ValueError, match=r"lenet5.*layer 7"):
         models.lenet5().summary((1, 28, 28))
     with pytest.raises(ValueError, match="activation"):

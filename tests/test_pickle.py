@@ -226,8 +226,11 @@ MODEL_EXAMPLES = {
     "vgg11": [dict(num_classes=10, input_size=32)],
     "vgg13": [dict(num_classes=10, input_size=32)],
     "vgg19": [dict(num_classes=10, input_size=32)],
+    "vgg11_bn": [dict(num_classes=10, input_size=32)],
+    "vgg13_bn": [dict(num_classes=10, input_size=32)],
+    "vgg19_bn": [dict(num_classes=10, input_size=32)],
 }
-NOT_MODELS = {"build", "names", "VGG16_CFG"}  # functions and constants, not objects with state
+NOT_MODELS = {"build", "names", "VGG16_CFG", "CFGS"}  # functions and constants, not objects with state
 # Above this, a model is compared without materialising its weights (AlexNet, VGG-16: seconds on 2 cores);
 # their layers and containers are the ones run in full above and in the small configurations here.
 FULL_RUN_PARAMS = 5_000_000

@@ -24,6 +24,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/elementwise/elementwise.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/norm/batch_norm.h"
 #include "cpu/pool/pool2d.h"
 
 namespace py = pybind11;
@@ -296,6 +297,73 @@ PYBIND11_MODULE(_C, m) {
       cpu::avg_pool2d_backward(g, count_include_pad, dy.data(), dxp);
     }
     return dx;
+  });
+
+  m.def("adaptive_avg_pool2d_forward", [](const FloatArray& x, const AdaptivePool2dGeometry& g,
+                                          const std::string& algo) {
+    FloatArray y = new_output({g.N, g.C, g.P, g.Q}, "adaptive_avg_pool2d output");
+    float* yp = y.mutable_data();
+    {
+      KernelScope s;
+      cpu::adaptive_avg_pool2d_forward(g, x.data(), yp, algo);
+    }
+    return y;
+  });
+  m.def("adaptive_avg_pool2d_backward", [](const FloatArray& dy, const AdaptivePool2dGeometry& g) {
+    FloatArray dx = new_output({g.N, g.C, g.H, g.W}, "adaptive_avg_pool2d_backward grad_x");
+    float* dxp = dx.mutable_data();
+    {
+      KernelScope s;
+      cpu::adaptive_avg_pool2d_backward(g, dy.data(), dxp);
+    }
+    return dx;
+  });
+
+  // ---- batch normalisation ----
+  // x is (N, C, *); running_mean / running_var are updated in place (training), as in torch.
+  m.def("batch_norm_forward", [](const FloatArray& x, const std::optional<FloatArray>& weight,
+                                 const std::optional<FloatArray>& bias,
+                                 std::optional<FloatArray> running_mean,
+                                 std::optional<FloatArray> running_var, bool training,
+                                 double momentum, double eps) {
+    std::vector<int64_t> shape(x.shape(), x.shape() + x.ndim());
+    const int64_t N = shape[0], C = shape[1];
+    const int64_t HW = C > 0 && N > 0 ? static_cast<int64_t>(x.size()) / (N * C) : 0;
+    FloatArray y = new_output(shape, "batch_norm output");
+    FloatArray save_mean = new_output({C}), save_invstd = new_output({C});
+    float* yp = y.mutable_data();
+    float* mp = save_mean.mutable_data();
+    float* ip = save_invstd.mutable_data();
+    float* rm = running_mean ? running_mean->mutable_data() : nullptr;
+    float* rv = running_var ? running_var->mutable_data() : nullptr;
+    {
+      KernelScope s;
+      cpu::batch_norm_forward(N, C, HW, x.data(), data_or_null(weight), data_or_null(bias), rm, rv,
+                              training, momentum, eps, yp, mp, ip);
+    }
+    return py::make_tuple(y, save_mean, save_invstd);
+  });
+  m.def("batch_norm_backward", [](const FloatArray& dy, const FloatArray& x,
+                                  const std::optional<FloatArray>& weight,
+                                  const FloatArray& save_mean, const FloatArray& save_invstd,
+                                  bool training, bool need_dx, bool need_dw, bool need_db) {
+    std::vector<int64_t> shape(x.shape(), x.shape() + x.ndim());
+    const int64_t N = shape[0], C = shape[1];
+    const int64_t HW = C > 0 && N > 0 ? static_cast<int64_t>(x.size()) / (N * C) : 0;
+    std::optional<FloatArray> dx, dw, db;
+    if (need_dx) dx = new_output(shape, "batch_norm_backward grad_x");
+    if (need_dw) dw = new_output({C});
+    if (need_db) db = new_output({C});
+    float* dxp = dx ? dx->mutable_data() : nullptr;
+    float* dwp = dw ? dw->mutable_data() : nullptr;
+    float* dbp = db ? db->mutable_data() : nullptr;
+    {
+      KernelScope s;
+      cpu::batch_norm_backward(N, C, HW, dy.data(), x.data(), data_or_null(weight),
+                               save_mean.data(), save_invstd.data(), training, dxp, dwp, dbp);
+    }
+    return py::make_tuple(dx ? py::object(*dx) : py::none(), dw ? py::object(*dw) : py::none(),
+                          db ? py::object(*db) : py::none());
   });
 
   // ---- GEMM and linear ----

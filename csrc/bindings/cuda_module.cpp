@@ -11,6 +11,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -19,6 +20,7 @@
 
 #include "common/geometry.h"
 #include "cuda/arch_info.h"
+#include "cuda/batch_norm.h"
 #include "cuda/conv2d.h"
 #include "cuda/dlpack_abi.h"
 #include "cuda/elementwise.h"
@@ -459,6 +461,11 @@ Pool2dGeometry pool_geom(py::handle o) {
                               o.attr("ceil_mode").cast<bool>());
 }
 
+AdaptivePool2dGeometry adaptive_geom(py::handle o) {
+  return make_adaptive_pool2d_geometry(geti(o, "N"), geti(o, "C"), geti(o, "H"), geti(o, "W"),
+                                       geti(o, "P"), geti(o, "Q"));
+}
+
 void need_f32(const DeviceArray& a, const char* op, const char* name) {
   if (!a.is_f32())
     throw py::type_error(std::string(op) + ": " + name + " must be float32, got " +
@@ -602,6 +609,106 @@ DeviceArray avg_pool2d_backward(const DeviceArray& dy, py::handle geom, bool cou
     cu::avg_pool2d_backward(g, count_include_pad, dy.f(), dx.f());
   }
   return dx;
+}
+
+DeviceArray adaptive_avg_pool2d_forward(const DeviceArray& x, py::handle geom, const std::string& algo) {
+  const char* op = "adaptive_avg_pool2d";
+  const AdaptivePool2dGeometry g = adaptive_geom(geom);
+  need_f32(x, op, "input");
+  need_shape(x, {g.N, g.C, g.H, g.W}, op, "input");
+  cu::DeviceGuard guard(x.device);
+  DeviceArray y = empty({g.N, g.C, g.P, g.Q}, "<f4", x.device);
+  {
+    py::gil_scoped_release release;
+    cu::adaptive_avg_pool2d_forward(g, x.f(), y.f(), algo);
+  }
+  return y;
+}
+
+DeviceArray adaptive_avg_pool2d_backward(const DeviceArray& dy, py::handle geom) {
+  const char* op = "adaptive_avg_pool2d_backward";
+  const AdaptivePool2dGeometry g = adaptive_geom(geom);
+  need_f32(dy, op, "grad_output");
+  need_shape(dy, {g.N, g.C, g.P, g.Q}, op, "grad_output");
+  cu::DeviceGuard guard(dy.device);
+  DeviceArray dx = empty({g.N, g.C, g.H, g.W}, "<f4", dy.device);
+  {
+    py::gil_scoped_release release;
+    cu::adaptive_avg_pool2d_backward(g, dy.f(), dx.f());
+  }
+  return dx;
+}
+
+// (N, C, HW) of a batch-norm input (N, C, *).
+std::array<int64_t, 3> bn_dims(const DeviceArray& x, const char* op) {
+  if (x.shape.size() < 2)
+    throw std::invalid_argument(std::string(op) + ": input must be (N, C, *), got " + shape_str(x.shape));
+  int64_t hw = 1;
+  for (size_t i = 2; i < x.shape.size(); ++i) hw *= x.shape[i];
+  return {x.shape[0], x.shape[1], hw};
+}
+
+void need_channels(const std::optional<DeviceArray>& a, int64_t C, const char* op, const char* name) {
+  if (!a) return;
+  need_f32(*a, op, name);
+  need_shape(*a, {C}, op, name);
+}
+
+// running_mean / running_var are updated in place (training), as in torch.
+py::tuple batch_norm_forward(const DeviceArray& x, std::optional<DeviceArray> weight,
+                             std::optional<DeviceArray> bias, std::optional<DeviceArray> running_mean,
+                             std::optional<DeviceArray> running_var, bool training, double momentum,
+                             double eps) {
+  const char* op = "batch_norm";
+  need_f32(x, op, "input");
+  const auto [N, C, HW] = bn_dims(x, op);
+  need_channels(weight, C, op, "weight");
+  need_channels(bias, C, op, "bias");
+  need_channels(running_mean, C, op, "running_mean");
+  need_channels(running_var, C, op, "running_var");
+  if (!training && (!running_mean || !running_var))
+    throw std::invalid_argument("batch_norm: running_mean and running_var are needed outside training");
+  const int dev = same_device(op, {&x, opt(weight), opt(bias), opt(running_mean), opt(running_var)});
+  cu::DeviceGuard guard(dev);
+  DeviceArray y = empty(x.shape, "<f4", dev);
+  DeviceArray mean = empty({C}, "<f4", dev), invstd = empty({C}, "<f4", dev);
+  {
+    py::gil_scoped_release release;
+    cu::batch_norm_forward(N, C, HW, x.f(), weight ? weight->f() : nullptr, bias ? bias->f() : nullptr,
+                           running_mean ? running_mean->f() : nullptr,
+                           running_var ? running_var->f() : nullptr, training, momentum, eps, y.f(),
+                           mean.f(), invstd.f());
+  }
+  return py::make_tuple(py::cast(std::move(y)), py::cast(std::move(mean)), py::cast(std::move(invstd)));
+}
+
+py::tuple batch_norm_backward(const DeviceArray& dy, const DeviceArray& x, std::optional<DeviceArray> weight,
+                              const DeviceArray& save_mean, const DeviceArray& save_invstd, bool training,
+                              bool need_dx, bool need_dw, bool need_db) {
+  const char* op = "batch_norm_backward";
+  need_f32(dy, op, "grad_output");
+  need_f32(x, op, "input");
+  need_shape(dy, x.shape, op, "grad_output");
+  const auto [N, C, HW] = bn_dims(x, op);
+  need_channels(weight, C, op, "weight");
+  need_f32(save_mean, op, "save_mean"); need_shape(save_mean, {C}, op, "save_mean");
+  need_f32(save_invstd, op, "save_invstd"); need_shape(save_invstd, {C}, op, "save_invstd");
+  const int dev = same_device(op, {&dy, &x, opt(weight), &save_mean, &save_invstd});
+  cu::DeviceGuard guard(dev);
+  std::optional<DeviceArray> dx, dw, db;
+  if (need_dx) dx = empty(x.shape, "<f4", dev);
+  if (need_dw) dw = empty({C}, "<f4", dev);
+  if (need_db) db = empty({C}, "<f4", dev);
+  {
+    py::gil_scoped_release release;
+    cu::batch_norm_backward(N, C, HW, dy.f(), x.f(), weight ? weight->f() : nullptr, save_mean.f(),
+                            save_invstd.f(), training, dx ? dx->f() : nullptr, dw ? dw->f() : nullptr,
+                            db ? db->f() : nullptr);
+  }
+  auto wrap = [](std::optional<DeviceArray>& a) -> py::object {
+    return a ? py::cast(std::move(*a)) : py::none();
+  };
+  return py::make_tuple(wrap(dx), wrap(dw), wrap(db));
 }
 
 DeviceArray gemm(const DeviceArray& a, const DeviceArray& b, std::optional<DeviceArray> c,
@@ -908,6 +1015,15 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("count_include_pad") = true, py::arg("algo") = "auto");
   m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("geom"),
         py::arg("count_include_pad") = true);
+  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward, py::arg("x"), py::arg("geom"),
+        py::arg("algo") = "auto");
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, py::arg("dy"), py::arg("geom"));
+  m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight").none(true),
+        py::arg("bias").none(true), py::arg("running_mean").none(true), py::arg("running_var").none(true),
+        py::arg("training"), py::arg("momentum"), py::arg("eps"));
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"), py::arg("weight").none(true),
+        py::arg("save_mean"), py::arg("save_invstd"), py::arg("training"), py::arg("need_dx"),
+        py::arg("need_dw"), py::arg("need_db"));
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c").none(true) = py::none(),
         py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("algo") = "auto");

@@ -51,6 +51,11 @@ inline void bind_geometry(py::module_& m) {
       .def_readonly("ceil_mode", &Pool2dGeometry::ceil_mode)
       .def_readonly("P", &Pool2dGeometry::P).def_readonly("Q", &Pool2dGeometry::Q);
 
+  py::class_<AdaptivePool2dGeometry>(m, "AdaptivePool2dGeometry")
+      .def_readonly("N", &AdaptivePool2dGeometry::N).def_readonly("C", &AdaptivePool2dGeometry::C)
+      .def_readonly("H", &AdaptivePool2dGeometry::H).def_readonly("W", &AdaptivePool2dGeometry::W)
+      .def_readonly("P", &AdaptivePool2dGeometry::P).def_readonly("Q", &AdaptivePool2dGeometry::Q);
+
   using Pair = std::array<int64_t, 2>;
   using Quad = std::array<int64_t, 4>;
   m.def(
@@ -73,6 +78,15 @@ inline void bind_geometry(py::module_& m) {
       },
       py::arg("x_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("ceil_mode"), py::arg("op") = "pool2d");
+  m.def(
+      "adaptive_pool2d_geometry",
+      [](const Quad& x, const Pair& output_size, const std::string& op) {
+        return make_adaptive_pool2d_geometry(x[0], x[1], x[2], x[3], output_size[0],
+                                             output_size[1], op.c_str());
+      },
+      py::arg("x_shape"), py::arg("output_size"), py::arg("op") = "adaptive_avg_pool2d");
+  m.def("adaptive_bin_start", &adaptive_bin_start, py::arg("i"), py::arg("n"), py::arg("out"));
+  m.def("adaptive_bin_end", &adaptive_bin_end, py::arg("i"), py::arg("n"), py::arg("out"));
   m.def("conv_output_size", &conv_output_size, py::arg("n"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("pad_before"), py::arg("pad_after"), py::arg("dilation"));
   m.def("pool_output_size", &pool_output_size, py::arg("n"), py::arg("kernel_size"),

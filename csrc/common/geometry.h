@@ -47,6 +47,18 @@ CF_HOST_DEVICE inline int64_t pool_output_size(int64_t n, int64_t kernel, int64_
   return out;
 }
 
+// Adaptive pooling's bins (torch's rule): output i of out along an axis of n inputs averages
+// inputs [adaptive_bin_start, adaptive_bin_end) = [floor(i*n/out), ceil((i+1)*n/out)). Bins
+// overlap when out does not divide n and repeat inputs when out > n (upsampling); each is
+// non-empty. The same rule with n and out swapped gives, for input j, the outputs whose bins
+// hold it: [adaptive_bin_start(j, out, n), adaptive_bin_end(j, out, n)) (used by backward).
+CF_HOST_DEVICE inline int64_t adaptive_bin_start(int64_t i, int64_t n, int64_t out) {
+  return (i * n) / out;
+}
+CF_HOST_DEVICE inline int64_t adaptive_bin_end(int64_t i, int64_t n, int64_t out) {
+  return ((i + 1) * n + out - 1) / out;
+}
+
 struct Conv2dGeometry {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
   int64_t K = 0, R = 0, S = 0;         // filters (each K x C/groups x R x S)
@@ -78,6 +90,16 @@ struct Pool2dGeometry {
   CF_HOST_DEVICE int64_t y_size() const { return N * C * P * Q; }
 };
 
+// Adaptive average pooling: N x C x H x W in, N x C x P x Q out, bins as above.
+struct AdaptivePool2dGeometry {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t P = 0, Q = 0;
+
+  CF_HOST_DEVICE int64_t x_size() const { return N * C * H * W; }
+  CF_HOST_DEVICE int64_t y_size() const { return N * C * P * Q; }
+  CF_HOST_DEVICE bool global() const { return P == 1 && Q == 1; }
+};
+
 namespace detail {
 
 inline std::string pair_str(int64_t a, int64_t b) {
@@ -102,6 +124,18 @@ inline void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
 }
 
+inline std::string shape_str(int64_t N, int64_t C, int64_t H, int64_t W) {
+  return "(" + std::to_string(N) + ", " + std::to_string(C) + ", " + std::to_string(H) + ", " +
+         std::to_string(W) + ")";
+}
+
+// The input rule shared by every op: a batch of N >= 0 images with positive C, H, W.
+inline void require_input(int64_t N, int64_t C, int64_t H, int64_t W, const std::string& o) {
+  require(N >= 0, o + "input batch size must be >= 0, got input shape " + shape_str(N, C, H, W));
+  require(C > 0 && H > 0 && W > 0, o + "input channels, height and width must be positive, got "
+                                       "input shape " + shape_str(N, C, H, W));
+}
+
 }  // namespace detail
 
 // Builds and validates a convolution's geometry. Throws std::invalid_argument
@@ -117,13 +151,9 @@ inline Conv2dGeometry make_conv2d_geometry(int64_t N, int64_t C, int64_t H, int6
   using detail::pair_str;
   using detail::require;
   const std::string o = std::string(op) + ": ";
-  const std::string in_shape = "(" + std::to_string(N) + ", " + std::to_string(C) + ", " +
-                               std::to_string(H) + ", " + std::to_string(W) + ")";
-  const std::string w_shape = "(" + std::to_string(K) + ", " + std::to_string(C_w) + ", " +
-                              std::to_string(R) + ", " + std::to_string(S) + ")";
-  require(N >= 0, o + "input batch size must be >= 0, got input shape " + in_shape);
-  require(C > 0 && H > 0 && W > 0,
-          o + "input channels, height and width must be positive, got input shape " + in_shape);
+  const std::string in_shape = detail::shape_str(N, C, H, W);
+  const std::string w_shape = detail::shape_str(K, C_w, R, S);
+  detail::require_input(N, C, H, W, o);
   require(K > 0 && C_w > 0 && R > 0 && S > 0,
           o + "weight sizes must be positive, got weight shape " + w_shape);
   require(groups > 0, o + "groups must be positive, got " + std::to_string(groups));
@@ -177,11 +207,8 @@ inline Pool2dGeometry make_pool2d_geometry(int64_t N, int64_t C, int64_t H, int6
   using detail::pair_str;
   using detail::require;
   const std::string o = std::string(op) + ": ";
-  const std::string in_shape = "(" + std::to_string(N) + ", " + std::to_string(C) + ", " +
-                               std::to_string(H) + ", " + std::to_string(W) + ")";
-  require(N >= 0, o + "input batch size must be >= 0, got input shape " + in_shape);
-  require(C > 0 && H > 0 && W > 0,
-          o + "input channels, height and width must be positive, got input shape " + in_shape);
+  const std::string in_shape = detail::shape_str(N, C, H, W);
+  detail::require_input(N, C, H, W, o);
   require(R > 0 && S > 0, o + "kernel_size must be positive, got " + pair_str(R, S));
   require(stride_h > 0 && stride_w > 0,
           o + "stride must be positive, got " + pair_str(stride_h, stride_w));
@@ -233,6 +260,26 @@ inline Pool2dGeometry make_pool2d_geometry(int64_t N, int64_t C, int64_t H, int6
           o + "with dilation " + pair_str(dilation_h, dilation_w) + " and padding " +
               pair_str(pad_h, pad_w) + " some windows contain no input pixel; input shape " +
               in_shape);
+  return g;
+}
+
+// Builds and validates an adaptive pooling's geometry: output_size (P, Q) must be positive
+// (None in Python means "the input's size" and is resolved before this call).
+inline AdaptivePool2dGeometry make_adaptive_pool2d_geometry(int64_t N, int64_t C, int64_t H,
+                                                            int64_t W, int64_t P, int64_t Q,
+                                                            const char* op = "adaptive_avg_pool2d") {
+  using detail::pair_str;
+  using detail::require;
+  const std::string o = std::string(op) + ": ";
+  detail::require_input(N, C, H, W, o);
+  require(P > 0 && Q > 0, o + "output_size must be positive, got " + pair_str(P, Q));
+  detail::checked_product({N, C, H, W}, (o + "input").c_str());
+  detail::checked_product({N, C, P, Q}, (o + "output").c_str());
+  // Bin arithmetic multiplies an index by a size: (P+1)*H and (H+1)*P must fit.
+  detail::checked_product({P + 1, H + 1}, (o + "bin arithmetic").c_str());
+  detail::checked_product({Q + 1, W + 1}, (o + "bin arithmetic").c_str());
+  AdaptivePool2dGeometry g;
+  g.N = N; g.C = C; g.H = H; g.W = W; g.P = P; g.Q = Q;
   return g;
 }
 

@@ -26,6 +26,12 @@ void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, const f
 void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, const float* dy,
                          float* dx);
 
+// Adaptive average pooling (bins from common/geometry.h). Forward: one thread per output ("fast":
+// a 1x1 output is one block's reduction per plane); backward: one thread per input, a gather.
+void adaptive_avg_pool2d_forward(const AdaptivePool2dGeometry& g, const float* x, float* y,
+                                 const std::string& algo = "auto");
+void adaptive_avg_pool2d_backward(const AdaptivePool2dGeometry& g, const float* dy, float* dx);
+
 std::vector<KernelInfo> pool2d_algos();
 
 }  // namespace convforge::cuda

@@ -165,6 +165,55 @@ __global__ void avg_pool_fwd_fixed(Pool2dGeometry g, bool cip, const float* __re
   }
 }
 
+// Adaptive average pooling: one thread per output, its bin summed in row-major order.
+__global__ void adaptive_avg_fwd(AdaptivePool2dGeometry g, const float* __restrict__ x, float* y) {
+  const int64_t total = g.y_size();
+  for (int64_t idx = global_thread_id(); idx < total; idx += grid_stride()) {
+    const int64_t q = idx % g.Q, p = (idx / g.Q) % g.P, plane = idx / (g.P * g.Q);
+    const int64_t hs = adaptive_bin_start(p, g.H, g.P), he = adaptive_bin_end(p, g.H, g.P);
+    const int64_t ws = adaptive_bin_start(q, g.W, g.Q), we = adaptive_bin_end(q, g.W, g.Q);
+    const float* xp = x + plane * g.H * g.W;
+    float acc = 0.f;
+    for (int64_t h = hs; h < he; ++h)
+      for (int64_t w = ws; w < we; ++w) acc += __ldg(xp + h * g.W + w);
+    y[idx] = acc / static_cast<float>((he - hs) * (we - ws));
+  }
+}
+
+// Global average (1x1 output): one block per plane (grid-stride over planes), coalesced loads.
+__global__ void adaptive_avg_global_fwd(int64_t planes, int64_t HW, const float* __restrict__ x,
+                                        float* y) {
+  __shared__ float scratch[33];
+  for (int64_t plane = blockIdx.x; plane < planes; plane += gridDim.x) {
+    const float* xp = x + plane * HW;
+    float acc = 0.f;
+    for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) acc += __ldg(xp + i);
+    acc = block_sum(acc, scratch);
+    if (threadIdx.x == 0) y[plane] = acc / static_cast<float>(HW);
+  }
+}
+
+// Backward as a gather: input (h, w) lies in the bins of outputs [adaptive_bin_start(h, P, H),
+// adaptive_bin_end(h, P, H)) by the same for w (geometry.h), so no atomics are needed.
+__global__ void adaptive_avg_bwd(AdaptivePool2dGeometry g, const float* __restrict__ dy, float* dx) {
+  const int64_t total = g.x_size();
+  for (int64_t idx = global_thread_id(); idx < total; idx += grid_stride()) {
+    const int64_t w = idx % g.W, h = (idx / g.W) % g.H, plane = idx / (g.H * g.W);
+    const int64_t ps = adaptive_bin_start(h, g.P, g.H), pe = adaptive_bin_end(h, g.P, g.H);
+    const int64_t qs = adaptive_bin_start(w, g.Q, g.W), qe = adaptive_bin_end(w, g.Q, g.W);
+    const float* d = dy + plane * g.P * g.Q;
+    float acc = 0.f;
+    for (int64_t p = ps; p < pe; ++p) {
+      const int64_t rows = adaptive_bin_end(p, g.H, g.P) - adaptive_bin_start(p, g.H, g.P);
+      for (int64_t q = qs; q < qe; ++q) {
+        const int64_t cols = adaptive_bin_end(q, g.W, g.Q) - adaptive_bin_start(q, g.W, g.Q);
+        acc += __ldg(d + p * g.Q + q) / static_cast<float>(rows * cols);
+      }
+    }
+    dx[idx] = acc;
+  }
+}
+
 // Which fixed window fits g (0: none).
 int fixed_window(const Pool2dGeometry& g) {
   if (g.dilation_h != 1 || g.dilation_w != 1) return 0;
@@ -240,11 +289,35 @@ void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, const 
   check_launch(op);
 }
 
+void adaptive_avg_pool2d_forward(const AdaptivePool2dGeometry& g, const float* x, float* y,
+                                 const std::string& algo) {
+  const char* op = "adaptive_avg_pool2d_forward";
+  check_pool_algo(algo, op);
+  if (g.y_size() == 0) return;
+  cudaStream_t s = current_stream();
+  if (g.global() && algo != "reference") {
+    const int64_t planes = g.N * g.C;
+    const unsigned grid = static_cast<unsigned>(planes < 65535 ? planes : 65535);
+    adaptive_avg_global_fwd<<<grid, 256, 0, s>>>(planes, g.H * g.W, x, y);
+  } else {
+    adaptive_avg_fwd<<<grid_for(g.y_size(), 256), 256, 0, s>>>(g, x, y);
+  }
+  check_launch(op);
+}
+
+void adaptive_avg_pool2d_backward(const AdaptivePool2dGeometry& g, const float* dy, float* dx) {
+  const char* op = "adaptive_avg_pool2d_backward";
+  if (g.x_size() == 0) return;
+  adaptive_avg_bwd<<<grid_for(g.x_size(), 256), 256, 0, current_stream()>>>(g, dy, dx);
+  check_launch(op);
+}
+
 std::vector<KernelInfo> pool2d_algos() {
   const std::string src = "cuda/pool_kernels.cu";
   return {
       {"reference", "reference", "one thread per output (forward) / input (avg backward)", src},
-      {"fast", "production", "2x2 and 3x3 windows (dilation 1) unrolled at compile time; else reference", src},
+      {"fast", "production", "2x2 and 3x3 windows (dilation 1) unrolled at compile time; adaptive 1x1 "
+       "output one block reduction per plane; else reference", src},
       {"auto", "production", "fast", src},
   };
 }

@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--in-channels", type=int, default=None)
 
     s = sub.add_parser("summary", help="each layer's output shape, parameters and FLOPs")
-    s.add_argument("model", choices=["lenet5", "alexnet", "vgg16"])
+    s.add_argument("model", choices=["lenet5", "alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+                                     "vgg19", "vgg19_bn"])
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--algos", action="store_true", help="also the algo each conv/linear layer's passes use (tuned or auto)")
     model_opts(s, False)

@@ -67,6 +67,17 @@ def index_array(op: str, name: str, a, ndim: int | None = None):
     return a
 
 
+def running_stat(op: str, name: str, a, channels: int):
+    """A running mean/variance of batch_norm: 1-D float32 of one value per channel; a numpy one must
+    be C-contiguous and writeable, since training updates it in place (as torch does)."""
+    if isinstance(a, np.ndarray) and a.dtype == np.float32 and not (a.flags.c_contiguous and a.flags.writeable):
+        raise ValueError(f"{op}: {name} must be a contiguous, writeable array (it is updated in place), "
+                         f"got a {'read-only' if not a.flags.writeable else 'non-contiguous'} array of shape {a.shape}")
+    a = float_array(op, name, a, 1)
+    same_shape(op, name, a, (channels,), "one value per channel")
+    return a
+
+
 def integer(op: str, name: str, v) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {v!r}")
@@ -81,6 +92,17 @@ def pair(op: str, name: str, v) -> tuple[int, int]:
         return integer(op, name, v[0]), integer(op, name, v[1])
     v = integer(op, name, v)
     return v, v
+
+
+def output_size_pair(op: str, name: str, v, input_hw) -> tuple[int, int]:
+    """An adaptive pooling's output size, as torch: an int, or a pair whose None entries take the
+    input's size on that axis (input_hw). Positivity is checked with the geometry (geometry.h)."""
+    if v is None:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints (None only inside the pair), got None")
+    parts = v if isinstance(v, (tuple, list)) else (v, v)
+    if len(parts) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints or None, got {v!r}")
+    return tuple(int(n) if p is None else integer(op, name, p) for p, n in zip(parts, input_hw))
 
 
 def positive_pair(op: str, name: str, v) -> tuple[int, int]:

@@ -328,3 +328,85 @@ def prepare_image(img: np.ndarray, dataset: str, mean: float, std: float) -> np.
     else:
         x = resize(img[None], 32)
     return normalize(x[:, None], mean, std)
+
+
+# -- image folders (ImageNet-style inputs for AlexNet / VGG) -------------------------------------
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation of ImageNet inputs (RGB)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+def image_folder(root):
+    """The images of an ImageFolder-style tree (``root/<class>/<image>``, as torchvision's ImageFolder).
+
+    Parameters
+    ----------
+    root : str or os.PathLike, a folder with one subfolder per class
+
+    Returns
+    -------
+    (paths, labels, classes): image paths (list of Path), int64 labels (N,) indexing classes, and the
+    class names (the subfolders holding images, sorted).
+
+    Raises
+    ------
+    FileNotFoundError
+        root is not a folder.
+    ValueError
+        no subfolder holds a file with an image extension (``IMAGE_EXTENSIONS``).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
+    classes, paths, labels = [], [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if files:
+            labels += [len(classes)] * len(files)
+            classes.append(sub.name)
+            paths += files
+    if not paths:
+        raise ValueError(f"image folder {str(root)!r} has no images: expected one subfolder per class holding "
+                         f"image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return paths, np.asarray(labels, np.int64), classes
+
+
+def load_imagenet_image(path, size: int = 224) -> np.ndarray:
+    """One image file as a network input, as torchvision's ImageNet evaluation transform: RGB (grayscale
+    and alpha converted), shorter side resized to size*256/224 (bilinear), centre crop size x size,
+    scaled to [0, 1] and normalised with ``IMAGENET_MEAN`` / ``IMAGENET_STD``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    size : int, the crop's side (224 for ImageNet weights)
+
+    Returns
+    -------
+    float32 array (3, size, size)
+
+    Raises
+    ------
+    ValueError
+        the file cannot be read as an image (naming it).
+    ImportError
+        Pillow is missing.
+    """
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as e:
+        raise ImportError("reading images needs Pillow: pip install pillow (or convforge[viz])") from e
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            short = max(1, round(size * 256 / 224))
+            scale = short / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            im = im.resize((nw, nh), Image.BILINEAR)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            a = np.asarray(im.crop((left, top, left + size, top + size)), np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(f"cannot read image file {str(path)!r}: {e}") from None
+    a = (a - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(a.transpose(2, 0, 1), np.float32)

@@ -21,6 +21,7 @@ _student_kernels: dict = {}
 __all__ = [
     "conv2d", "conv2d_backward", "conv_output_size",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "batch_norm", "batch_norm_backward",
     "gemm", "matmul", "linear", "linear_backward",
     "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
     "cross_entropy", "cross_entropy_backward",
@@ -193,6 +194,175 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding
     g = _pool_geometry(op, input_shape, kernel_size, stride, padding, 1, ceil_mode)
     chk.same_shape(op, "grad_out", grad_out, (g.N, g.C, g.P, g.Q), "avg_pool2d's output shape for input_shape")
     return backend_for(op, grad_out=grad_out).avg_pool2d_backward(grad_out, g, bool(count_include_pad))
+
+
+def adaptive_avg_pool2d(x, output_size, *, algo="auto"):
+    """Adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``.
+
+    Output (p, q) is the mean of input rows floor(p*H/P) .. ceil((p+1)*H/P) - 1 by columns
+    floor(q*W/Q) .. ceil((q+1)*W/Q) - 1 (torch's bin rule, ``csrc/common/geometry.h``): the bins
+    overlap when P does not divide H, and repeat inputs when P > H.
+
+    Parameters
+    ----------
+    x : float32 array (N, C, H, W)
+    output_size : int, or a pair (P, Q) whose entries may be None (that axis keeps the input's size)
+    algo : {"auto", "reference", "fast"}
+        ``algos("pool2d")`` lists them; "fast" sums a 1x1 (global) output as one vector sum per plane.
+
+    Returns
+    -------
+    float32 array (N, C, P, Q)
+
+    Raises
+    ------
+    TypeError
+        x is not float32, or output_size is not an int / pair of ints or None.
+    ValueError
+        x is not 4-D, or output_size is 0 or negative (naming it).
+    """
+    op = "adaptive_avg_pool2d"
+    x = chk.float_array(op, "x", x, 4)
+    out = chk.output_size_pair(op, "output_size", output_size, x.shape[2:])
+    g = _C.adaptive_pool2d_geometry(tuple(x.shape), out, op)
+    return backend_for(op, x=x).adaptive_avg_pool2d_forward(x, g, algo)
+
+
+def adaptive_avg_pool2d_backward(grad_out, input_shape):
+    """Gradient of adaptive_avg_pool2d with respect to its input of shape input_shape (N, C, H, W).
+
+    Parameters
+    ----------
+    grad_out : float32 array (N, C, P, Q), the gradient of the output; (P, Q) is the output size.
+    input_shape : 4 ints (N, C, H, W)
+
+    Returns
+    -------
+    float32 array (N, C, H, W): each input receives grad_out / bin size from every bin holding it.
+
+    Raises
+    ------
+    ValueError
+        grad_out's batch and channels differ from input_shape's.
+    """
+    op = "adaptive_avg_pool2d_backward"
+    grad_out = chk.float_array(op, "grad_out", grad_out, 4)
+    input_shape = chk.shape4(op, "input_shape", input_shape)
+    if tuple(input_shape[:2]) != tuple(grad_out.shape[:2]):
+        raise ValueError(f"{op}: input_shape {input_shape} and grad_out shape {tuple(grad_out.shape)} "
+                         f"must agree in batch and channels")
+    g = _C.adaptive_pool2d_geometry(tuple(input_shape), tuple(grad_out.shape[2:]), op)
+    return backend_for(op, grad_out=grad_out).adaptive_avg_pool2d_backward(grad_out, g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch normalisation
+# ---------------------------------------------------------------------------------------------
+
+def _bn_channels(op, x):
+    if x.ndim < 2:
+        raise ValueError(f"{op}: x must have shape (N, C, *) with at least 2 dimensions, got {tuple(x.shape)}")
+    return int(x.shape[1])
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               *, return_stats=False):
+    """Batch normalisation, as ``torch.nn.functional.batch_norm`` (Ioffe and Szegedy 2015).
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias, per channel C, over the N and spatial
+    dimensions. training: the batch's mean and biased variance, and running_mean / running_var
+    (when given) updated **in place** to (1 - momentum) * running + momentum * batch statistic, the
+    variance unbiased (times M / (M - 1), M = values per channel), as torch. Otherwise the running
+    statistics normalise.
+
+    Parameters
+    ----------
+    x : float32 array (N, C) or (N, C, H, W) (any (N, C, *))
+    running_mean, running_var : float32 arrays (C,) or None (needed when training is False)
+    weight, bias : float32 arrays (C,) or None (1 and 0)
+    training : bool
+    momentum : float
+        For a cumulative average pass 1 / (number of batches seen), as ``nn.BatchNorm2d(momentum=None)``.
+    eps : float
+    return_stats : bool
+        Also return the (C,) mean and 1 / sqrt(var + eps) used, which ``batch_norm_backward`` takes.
+
+    Returns
+    -------
+    y : float32 array, the shape of x; or (y, save_mean, save_invstd) with return_stats.
+
+    Raises
+    ------
+    ValueError
+        training with one value per channel ("Expected more than 1 value per channel", as torch);
+        no running statistics outside training; shapes that do not match C; a numpy running
+        statistic that is read-only or not contiguous.
+    TypeError
+        an array that is not float32.
+    """
+    op = "batch_norm"
+    x = chk.float_array(op, "x", x)
+    C = _bn_channels(op, x)
+    running_mean = None if running_mean is None else chk.running_stat(op, "running_mean", running_mean, C)
+    running_var = None if running_var is None else chk.running_stat(op, "running_var", running_var, C)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var must both be given or both be None")
+    weight = None if weight is None else chk.float_array(op, "weight", weight, 1)
+    bias = None if bias is None else chk.float_array(op, "bias", bias, 1)
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None:
+            chk.same_shape(op, name, a, (C,), "one value per channel")
+    training = bool(training)
+    if training:
+        per_channel = int(np.prod(x.shape, dtype=np.int64)) // max(C, 1)
+        if per_channel <= 1:
+            raise ValueError(f"{op}: Expected more than 1 value per channel when training, got input size "
+                             f"{tuple(x.shape)} (training-mode batch norm needs a batch of more than one value "
+                             f"per channel; use eval mode for a single 1x1 sample)")
+    elif running_mean is None:
+        raise ValueError(f"{op}: running_mean and running_var must be given when training is False")
+    if not isinstance(momentum, (int, float)) or isinstance(momentum, bool):
+        raise TypeError(f"{op}: momentum must be a float, got {momentum!r}")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+        raise ValueError(f"{op}: eps must be a non-negative float, got {eps!r}")
+    be = backend_for(op, x=x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
+    y, mean, invstd = be.batch_norm_forward(x, weight, bias, running_mean, running_var, training,
+                                            float(momentum), float(eps))
+    return (y, mean, invstd) if return_stats else y
+
+
+def batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training=True, *,
+                        output_mask=(True, True, True)):
+    """Gradients of batch_norm: (grad_x, grad_weight, grad_bias), as torch's native_batch_norm_backward.
+
+    Parameters
+    ----------
+    grad_out, x : float32 arrays of one shape (N, C, *)
+    weight : float32 array (C,) or None (1)
+    save_mean, save_invstd : float32 arrays (C,), from ``batch_norm(..., return_stats=True)``
+    training : bool
+        The forward's mode: True differentiates through the batch statistics.
+    output_mask : three bools; a False gives None in that place.
+
+    Returns
+    -------
+    (grad_x (N, C, *), grad_weight (C,), grad_bias (C,)), each None where output_mask is False.
+    """
+    op = "batch_norm_backward"
+    x = chk.float_array(op, "x", x)
+    grad_out = chk.float_array(op, "grad_out", grad_out)
+    chk.same_shape(op, "grad_out", grad_out, tuple(x.shape), "the shape of x")
+    C = _bn_channels(op, x)
+    weight = None if weight is None else chk.float_array(op, "weight", weight, 1)
+    save_mean = chk.float_array(op, "save_mean", save_mean, 1)
+    save_invstd = chk.float_array(op, "save_invstd", save_invstd, 1)
+    for name, a in (("weight", weight), ("save_mean", save_mean), ("save_invstd", save_invstd)):
+        if a is not None:
+            chk.same_shape(op, name, a, (C,), "one value per channel")
+    be = backend_for(op, grad_out=grad_out, x=x, weight=weight, save_mean=save_mean, save_invstd=save_invstd)
+    need_dx, need_dw, need_db = (bool(m) for m in output_mask)
+    return be.batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, bool(training),
+                                  need_dx, need_dw, need_db)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //   reference  plain loops, one output at a time            (pool2d_reference.cpp)
 //   fast       threads over (plane, row); interior runs vectorised over outputs,
 //              one copy per ISA                             (pool2d_fast.cpp, pool2d_row_kernels.h)
-// Backward has one version for both (pool2d_backward.cpp).
+// Backward has one version for both (pool2d_backward.cpp). Adaptive average pooling has the
+// same two versions (adaptive_avg_pool2d.cpp).
 #include "cpu/pool/pool2d.h"
 
 #include <stdexcept>
@@ -16,6 +17,7 @@ struct PoolAlgo {
   KernelInfo info;
   void (*max_fn)(const Pool2dGeometry&, const float*, float*, int64_t*);
   void (*avg_fn)(const Pool2dGeometry&, bool, const float*, float*);
+  void (*adaptive_avg_fn)(const AdaptivePool2dGeometry&, const float*, float*);
 };
 
 // The one table of pooling algos: dispatch, the unknown-algo error and algos() read it. "auto"
@@ -24,12 +26,15 @@ const std::vector<PoolAlgo>& table() {
   static const std::vector<PoolAlgo> t = {
       {{"reference", "reference", "plain loops over each output's window, no threads",
         "cpu/pool/pool2d_reference.cpp", "every geometry"},
-       pool_detail::max_pool2d_reference, pool_detail::avg_pool2d_reference},
+       pool_detail::max_pool2d_reference, pool_detail::avg_pool2d_reference,
+       pool_detail::adaptive_avg_pool2d_reference},
       {{"fast", "production",
         "OpenMP over (plane, output row); interior outputs vectorised (AVX-512/AVX2/NEON/portable copies), "
-        "padded edges scalar",
+        "padded edges scalar; adaptive average: bin rows summed into column sums, global 1x1 one "
+        "vectorised sum per plane (adaptive_avg_pool2d.cpp)",
         "cpu/pool/pool2d_fast.cpp", "every geometry"},
-       pool_detail::max_pool2d_fast, pool_detail::avg_pool2d_fast},
+       pool_detail::max_pool2d_fast, pool_detail::avg_pool2d_fast,
+       pool_detail::adaptive_avg_pool2d_fast},
   };
   return t;
 }
@@ -57,6 +62,11 @@ void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, const f
   if (g.dilation_h != 1 || g.dilation_w != 1)
     throw std::invalid_argument("avg_pool2d: average pooling has no dilation");
   a.avg_fn(g, count_include_pad, x, y);
+}
+
+void adaptive_avg_pool2d_forward(const AdaptivePool2dGeometry& g, const float* x, float* y,
+                                 const std::string& algo) {
+  find(algo, "adaptive_avg_pool2d").adaptive_avg_fn(g, x, y);
 }
 
 std::vector<KernelInfo> pool2d_algos() {

@@ -1,4 +1,4 @@
-// 2-D max and average pooling on the CPU, forward and backward (NCHW).
+// 2-D max, average and adaptive average pooling on the CPU, forward and backward (NCHW).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,11 @@ void avg_pool2d_forward(const Pool2dGeometry& g, bool count_include_pad, const f
                         const std::string& algo = "auto");
 void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, const float* dy,
                          float* dx);
+
+// Adaptive average pooling (bins from common/geometry.h); the same algo names as above.
+void adaptive_avg_pool2d_forward(const AdaptivePool2dGeometry& g, const float* x, float* y,
+                                 const std::string& algo = "auto");
+void adaptive_avg_pool2d_backward(const AdaptivePool2dGeometry& g, const float* dy, float* dx);
 
 std::vector<KernelInfo> pool2d_algos();
 

@@ -60,5 +60,7 @@ void avg_pool2d_reference(const Pool2dGeometry& g, bool count_include_pad, const
                           float* y);
 void max_pool2d_fast(const Pool2dGeometry& g, const float* x, float* y, int64_t* indices);
 void avg_pool2d_fast(const Pool2dGeometry& g, bool count_include_pad, const float* x, float* y);
+void adaptive_avg_pool2d_reference(const AdaptivePool2dGeometry& g, const float* x, float* y);
+void adaptive_avg_pool2d_fast(const AdaptivePool2dGeometry& g, const float* x, float* y);
 
 }  // namespace convforge::cpu::pool_detail

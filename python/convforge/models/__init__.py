@@ -1,14 +1,19 @@
-"""The lecture's networks built from convforge.nn: LeNet-5, AlexNet, VGG-16.
+"""The lecture's networks built from convforge.nn: LeNet-5, AlexNet, VGG-11/13/16/19 (with and without
+batch norm).
 
-Layer names follow torchvision (``features.0.weight``, ``classifier.1.bias``), so a torchvision
-state dict loads with ``nn.load_torch_state_dict`` where the input size is 224x224.
+AlexNet and VGG are laid out as torchvision's (``features``, ``avgpool``, ``classifier``, same
+indices: ``features.0.weight``, ``classifier.1.bias``, ``features.1.running_mean``), so a torchvision
+state dict loads with ``nn.load_torch_state_dict`` / ``nn.load_weights`` and runs on any input size
+the features accept.
 """
 from .alexnet import alexnet
 from .lenet import lenet5
 from .network import Network
-from .vgg import VGG16_CFG, vgg, vgg16
+from .vgg import CFGS, VGG16_CFG, vgg, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
-_REGISTRY = {"lenet5": lenet5, "alexnet": alexnet, "vgg16": vgg16, "vgg": vgg}
+_REGISTRY = {"lenet5": lenet5, "alexnet": alexnet, "vgg": vgg,
+             "vgg11": vgg11, "vgg11_bn": vgg11_bn, "vgg13": vgg13, "vgg13_bn": vgg13_bn,
+             "vgg16": vgg16, "vgg16_bn": vgg16_bn, "vgg19": vgg19, "vgg19_bn": vgg19_bn}
 
 
 def names():
@@ -24,4 +29,5 @@ def build(name: str, **config):
     return fn(**config)
 
 
-__all__ = ["lenet5", "alexnet", "vgg16", "vgg", "VGG16_CFG", "Network", "build", "names"]
+__all__ = ["lenet5", "alexnet", "vgg", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+           "vgg19_bn", "CFGS", "VGG16_CFG", "Network", "build", "names"]

@@ -287,3 +287,129 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Adaptive average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool2d``.
+
+    Parameters
+    ----------
+    output_size : int, or a pair (P, Q) whose entries may be None (that axis keeps the input's size)
+
+    Input (N, C, H, W) of any H x W gives (N, C, P, Q); see ``functional.adaptive_avg_pool2d``.
+    torchvision's AlexNet and VGG put one between their features and classifier.
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        # Checked now (format) and with the input (positivity, None resolved), as torch.
+        _checks.output_size_pair("AdaptiveAvgPool2d", "output_size", output_size, (1, 1))
+        self.output_size = tuple(output_size) if isinstance(output_size, (tuple, list)) else int(output_size)
+        self._in_shape = None
+
+    def _out_hw(self, h, w):
+        return _checks.output_size_pair("AdaptiveAvgPool2d", "output_size", self.output_size, (h, w))
+
+    def forward(self, x):
+        self._in_shape = tuple(x.shape)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, grad_out):
+        return F.adaptive_avg_pool2d_backward(grad_out, self._in_shape)
+
+    def output_shape(self, input_shape):
+        n, c, h, w = input_shape
+        p, q = self._out_hw(h, w)
+        if p <= 0 or q <= 0:
+            raise ValueError(f"{self!r}: output_size must be positive, got {(p, q)}")
+        return (n, c, p, q)
+
+    def flops(self, input_shape):
+        n, c, h, w = input_shape
+        p, q = self._out_hw(h, w)
+        rows = sum(int(_C.adaptive_bin_end(i, h, p) - _C.adaptive_bin_start(i, h, p)) for i in range(p))
+        cols = sum(int(_C.adaptive_bin_end(j, w, q) - _C.adaptive_bin_start(j, w, q)) for j in range(q))
+        return n * c * (rows * cols + p * q)  # the adds of every bin, and one division per output
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+def _ones(shape, rng=None):
+    return np.ones(shape, np.float32)
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over (N, H, W) per channel, as ``torch.nn.BatchNorm2d``.
+
+    Parameters
+    ----------
+    num_features : int, the channels C
+    eps : float, added to the variance
+    momentum : float or None
+        Weight of each batch in the running statistics; None: a cumulative average
+        (1 / num_batches_tracked), as torch.
+    affine : bool, learn ``weight`` (1) and ``bias`` (0)
+    track_running_stats : bool
+        Keep the buffers ``running_mean`` (0), ``running_var`` (1) and ``num_batches_tracked`` (int64),
+        saved in state dicts under torch's names. Without them eval mode uses batch statistics too.
+
+    In training mode (``train()``, the default) the batch's statistics normalise and the running ones
+    are updated; in eval mode (``eval()``) the running ones normalise. A batch with one value per
+    channel raises ValueError in training mode, as torch.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features = _checks.integer("BatchNorm2d", "num_features", num_features)
+        if self.num_features <= 0:
+            raise ValueError(f"BatchNorm2d: num_features must be positive, got {num_features}")
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        shape = (self.num_features,)
+        self.weight = Parameter(shape=shape, init=_ones) if affine else None
+        self.bias = Parameter(shape=shape, init=_init.zeros) if affine else None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(shape, np.float32))
+            self.register_buffer("running_var", np.ones(shape, np.float32))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        self._cache = None
+
+    def forward(self, x):
+        if getattr(x, "ndim", None) != 4:
+            raise ValueError(f"{self!r}: expected 4-D input (N, C, H, W), got shape {tuple(getattr(x, 'shape', ()))}")
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        batch_stats = self.training or not self.track_running_stats
+        rm = self.running_mean if self.track_running_stats else None
+        rv = self.running_var if self.track_running_stats else None
+        w = self.weight.data if self.affine else None
+        b = self.bias.data if self.affine else None
+        y, mean, invstd = F.batch_norm(x, rm, rv, w, b, batch_stats, factor, self.eps, return_stats=True)
+        self._cache = (x, mean, invstd, batch_stats)
+        return y
+
+    def backward(self, grad_out):
+        x, mean, invstd, batch_stats = self._cache
+        gx, gw, gb = F.batch_norm_backward(grad_out, x, self.weight.data if self.affine else None, mean, invstd,
+                                           batch_stats, output_mask=(True, self.affine, self.affine))
+        if self.affine:
+            self.weight.accumulate_grad(gw)
+            self.bias.accumulate_grad(gb)
+        return gx
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 4 or input_shape[1] != self.num_features:
+            raise ValueError(f"{self!r}: expected input (N, {self.num_features}, H, W), got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def flops(self, input_shape):
+        return 2 * int(np.prod(input_shape, dtype=np.int64))  # a multiply-add per element in eval
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")

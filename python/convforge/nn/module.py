@@ -123,6 +123,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # -- pickling: the __dict__ as it is, plus the student kernel a layer's algo names ---------
@@ -146,6 +147,10 @@ class Module:
         params = self.__dict__.get("_parameters")
         if params is None:
             raise AttributeError(f"{type(self).__name__}.__init__ must call Module.__init__() first")
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            buffers[name] = value
+            return
         if isinstance(value, Parameter):
             params[name] = value
             self._modules.pop(name, None)
@@ -157,6 +162,20 @@ class Module:
         else:
             params.pop(name, None)
         object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):  # only called when normal lookup fails: buffers live in _buffers
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            return buffers[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def register_buffer(self, name: str, array) -> None:
+        """Keep array (state that is not trained: running statistics, counters) under name, as
+        ``torch.nn.Module.register_buffer``: read as ``self.name``, saved in ``state_dict`` after this
+        module's parameters, moved by ``to``."""
+        if name in self.__dict__ or name in self._parameters or name in self._modules:
+            raise KeyError(f"attribute {name!r} already exists")
+        self._buffers[name] = array
 
     # -- computation ----------------------------------------------------------------
     def forward(self, x):
@@ -194,6 +213,24 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix: str = ""):
+        """(name, array) of every buffer, torch's names ('features.1.running_mean')."""
+        for name, b in self.__dict__.get("_buffers", {}).items():
+            yield (f"{prefix}.{name}" if prefix else name), b
+        for name, child in self._modules.items():
+            yield from child.named_buffers(f"{prefix}.{name}" if prefix else name)
+
+    def _named_state(self, prefix: str = ""):
+        """(name, Parameter or buffer array, is_buffer) in torch's state_dict order: each module's
+        parameters, then its buffers, then its children."""
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield (f"{prefix}.{name}" if prefix else name), p, False
+        for name, b in self.__dict__.get("_buffers", {}).items():
+            yield (f"{prefix}.{name}" if prefix else name), b, True
+        for name, child in self._modules.items():
+            yield from child._named_state(f"{prefix}.{name}" if prefix else name)
+
     def num_parameters(self) -> int:
         """Number of trainable scalars, from the shapes (allocates nothing)."""
         return sum(p.numel for p in self.parameters())
@@ -218,6 +255,10 @@ class Module:
     def to(self, device: str) -> "Module":
         for p in self.parameters():
             p.to(device)
+        for m in self.modules():  # float buffers follow; integer counters stay on the host
+            for name, b in m.__dict__.get("_buffers", {}).items():
+                if np.dtype(b.dtype) == np.float32:
+                    m._buffers[name] = _arrays.to_device(b, device)
         return self
 
     @property
@@ -231,22 +272,33 @@ class Module:
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Name -> float32 numpy copy of every parameter (torch's names: '0.weight', 'features.3.bias')."""
-        return OrderedDict((n, np.array(p.numpy(), dtype=np.float32, copy=True)) for n, p in self.named_parameters())
+        """Name -> numpy copy of every parameter (float32) and buffer (its own dtype), in torch's order
+        and with torch's names ('0.weight', 'features.3.bias', 'features.1.running_mean')."""
+        out = OrderedDict()
+        for n, v, is_buffer in self._named_state():
+            out[n] = np.array(_arrays.to_host(v), copy=True) if is_buffer else np.array(v.numpy(), dtype=np.float32, copy=True)
+        return out
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict((n, (v, is_buffer)) for n, v, is_buffer in self._named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(f"state dict does not match {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}")
-        for name, p in own.items():
+        owners = {n: m for n, m in self.named_modules()}
+        for name, (p, is_buffer) in own.items():
             if name not in state_dict:
                 continue
             value = np.asarray(state_dict[name])
-            if tuple(value.shape) != p.shape:
-                raise ValueError(f"state dict entry {name!r} has shape {tuple(value.shape)}, the model expects {p.shape}")
-            p.data = _arrays.to_device(np.ascontiguousarray(value, dtype=np.float32).copy(), p.device)
+            shape = tuple(p.shape)
+            if tuple(value.shape) != shape:
+                raise ValueError(f"state dict entry {name!r} has shape {tuple(value.shape)}, the model expects {shape}")
+            if is_buffer:
+                owner, _, attr = name.rpartition(".")
+                host = np.array(value, dtype=np.dtype(p.dtype), order="C", copy=True)  # keeps 0-d
+                owners[owner]._buffers[attr] = host if _arrays.is_host(p) else _arrays.like(host, p)
+            else:
+                p.data = _arrays.to_device(np.ascontiguousarray(value, dtype=np.float32).copy(), p.device)
 
     # -- shapes and costs (for summary) -----------------------------------------------
     def output_shape(self, input_shape):

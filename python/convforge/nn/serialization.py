@@ -18,14 +18,120 @@ from .module import Module
 FORMAT_VERSION = 1
 
 
+def _host_array(v) -> np.ndarray:
+    """A tensor or array as numpy: floating values as float32, integer buffers (num_batches_tracked) kept."""
+    if hasattr(v, "detach"):
+        v = v.detach().cpu()
+        v = (v.float() if v.is_floating_point() else v).numpy()
+    v = np.asarray(v)
+    return v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
+
+
 def load_torch_state_dict(model: Module, state_dict, strict: bool = True) -> Module:
-    """Copy a torch ``state_dict()`` (tensors) into model; names and shapes must match."""
-    host = OrderedDict()
-    for k, v in state_dict.items():
-        if hasattr(v, "detach"):
-            v = v.detach().cpu().float().numpy()
-        host[k] = np.asarray(v, dtype=np.float32)
+    """Copy a torch ``state_dict()`` (tensors) into model; names and shapes must match.
+
+    Parameters and float buffers become float32; integer buffers (``num_batches_tracked``) keep int64.
+    """
+    host = OrderedDict((k, _host_array(v)) for k, v in state_dict.items())
     model.load_state_dict(host, strict=strict)
+    return model
+
+
+def _read_weights_file(path: str) -> "OrderedDict[str, np.ndarray]":
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".pth", ".pt"):
+        try:
+            import torch
+        except ImportError:
+            raise ImportError(f"load_weights: reading {path!r} (a PyTorch file) needs PyTorch; install it "
+                              f"(pip install torch) or convert the file to .npz or .safetensors") from None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle errors, zip errors, unsupported globals
+            raise ValueError(f"load_weights: {path!r} is not a readable PyTorch state dict file: {e}") from e
+        for key in ("state_dict", "model_state_dict", "model"):  # common training-checkpoint wrappers
+            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+                obj = obj[key]
+        if not isinstance(obj, dict):
+            raise ValueError(f"load_weights: {path!r} holds a {type(obj).__name__}, not a state dict "
+                             f"(save model.state_dict(), not the model)")
+        return OrderedDict((str(k), _host_array(v)) for k, v in obj.items())
+    if ext == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                sd = OrderedDict((k, z[k]) for k in z.files if k != "__meta__")
+        except Exception as e:
+            raise ValueError(f"load_weights: {path!r} is not a readable .npz file: {e}") from e
+        if sd and all(k.startswith("param/") for k in sd):  # a convforge checkpoint (save_checkpoint)
+            sd = OrderedDict((k[len("param/"):], v) for k, v in sd.items())
+        return OrderedDict((k, _host_array(v)) for k, v in sd.items())
+    if ext == ".safetensors":
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise ImportError(f"load_weights: reading {path!r} needs the safetensors package "
+                              f"(pip install safetensors; PyTorch is not needed)") from None
+        try:
+            return OrderedDict((k, _host_array(v)) for k, v in load_file(path).items())
+        except Exception as e:
+            raise ValueError(f"load_weights: {path!r} is not a readable .safetensors file: {e}") from e
+    raise ValueError(f"load_weights: cannot tell the format of {path!r} from its extension {ext!r}; "
+                     f"expected .pth/.pt (PyTorch), .npz or .safetensors")
+
+
+def load_weights(model: Module, path, strict: bool = True) -> Module:
+    """Load a weights file into model, checking every key and shape first.
+
+    Parameters
+    ----------
+    model : Module
+        e.g. ``convforge.models.vgg16()``; its ``state_dict`` names are torchvision's.
+    path : str or os.PathLike
+        ``.pth`` / ``.pt``: a PyTorch state dict (``torch.save(model.state_dict(), path)``, as the
+        torchvision ImageNet weights ``vgg16-397923af.pth``), read with torch (needed only here);
+        ``.npz``: arrays by name (or a convforge checkpoint); ``.safetensors``: read with the
+        safetensors package, without torch. A ``module.`` prefix on every key (DataParallel) is dropped.
+    strict : bool
+        Also refuse keys the model does not have.
+
+    Returns
+    -------
+    model, with its parameters and buffers replaced.
+
+    Raises
+    ------
+    FileNotFoundError
+        path does not exist.
+    ImportError
+        a .pth file without torch installed, or a .safetensors file without safetensors.
+    KeyError
+        a key of the model is missing from the file (or, with strict, the file has one the model
+        lacks): the message names the first one, and how many in all.
+    ValueError
+        an unreadable file, an unknown extension, or a shape that differs from the model's (the
+        first such key, both shapes).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_weights: weights file {path!r} does not exist")
+    sd = _read_weights_file(path)
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = OrderedDict((k[len("module."):], v) for k, v in sd.items())
+    expected = OrderedDict((n, tuple(v.shape)) for n, v, _ in model._named_state())  # no lazy init
+    arch = getattr(model, "arch", type(model).__name__)
+    missing = [k for k in expected if k not in sd]
+    if missing:
+        raise KeyError(f"load_weights: {path!r} has no entry {missing[0]!r} that {arch} needs "
+                       f"({len(missing)} of the model's {len(expected)} keys are missing)")
+    unexpected = [k for k in sd if k not in expected]
+    if strict and unexpected:
+        raise KeyError(f"load_weights: {path!r} has an entry {unexpected[0]!r} that {arch} does not have "
+                       f"({len(unexpected)} unexpected keys; strict=False ignores them)")
+    for k, shape in expected.items():
+        if tuple(sd[k].shape) != shape:
+            raise ValueError(f"load_weights: {path!r} entry {k!r} has shape {tuple(sd[k].shape)}, "
+                             f"{arch} expects {shape}")
+    model.load_state_dict(OrderedDict((k, sd[k]) for k in expected), strict=True)
     return model
 
 

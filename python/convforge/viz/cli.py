@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# Models that take ImageNet-style images (convforge.models, torchvision's layout).
+IMAGE_MODELS = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
+
 
 def _edges(a):
     from . import edges
@@ -34,6 +37,23 @@ def _features(a):
 
 
 def _embeddings(a):
+    if getattr(a, "images", None) is not None:
+        from . import image_embeddings
+
+        try:
+            image_embeddings.run(a.images, a.model or "vgg16", a.weights, a.out, a.input_size, a.batch_size, a.k,
+                                 a.seed)
+        except KeyError as e:  # a weights file without a key the model needs
+            raise ValueError(f"--weights: {e.args[0]}") from None
+        except (FileNotFoundError, ValueError) as e:  # name the flag whose value is wrong
+            msg = str(e)
+            flag = "--weights" if "load_weights" in msg else "--input-size" if "input_size" in msg else "--images"
+            raise type(e)(f"{flag}: {msg}") from None
+        return 0
+    for flag in ("model", "weights"):
+        if getattr(a, flag, None) is not None:
+            raise ValueError(f"--{flag} needs --images (the ImageNet-style exercise); without --images the "
+                             f"picture is LeNet-5's on the digits")
     from . import embeddings
 
     embeddings.run(a.out, a.checkpoint, a.epochs, a.seed, a.k, a.split)
@@ -112,9 +132,19 @@ def add_subcommands(subparsers) -> None:
     p = sub("features", _features, "filters and feature maps of a trained LeNet-5 on one test image")
     _model_args(p)
     p.add_argument("--index", type=int, default=None, help="which test image (default: the first one classified right)")
-    p = sub("embeddings", _embeddings, "PCA and t-SNE of LeNet-5's 84-unit layer, with kNN accuracies")
+    p = sub("embeddings", _embeddings, "PCA and t-SNE of LeNet-5's 84-unit layer, with kNN accuracies; with "
+            "--images, of AlexNet's or VGG's 4096-unit layer over your image folder")
     _model_args(p)
     emb_args(p)
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="an image folder with one subfolder per class (any size, RGB or grayscale): embed it with "
+                        "--model instead of LeNet-5 on the digits")
+    p.add_argument("--model", default=None, choices=IMAGE_MODELS, help="with --images: the network (default vgg16)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="with --images: the model's weights, a torchvision state dict (.pth, e.g. vgg16-397923af.pth), "
+                        ".npz or .safetensors (default: random initial weights)")
+    p.add_argument("--input-size", type=int, default=224, help="with --images: centre-crop side (224 for ImageNet)")
+    p.add_argument("--batch-size", type=int, default=8, help="with --images: images per forward pass")
     p = sub("all", _all, "every picture above, with their defaults")
     edge_args(p), pix_args(p), rf_args(p), _model_args(p), emb_args(p)
     p.add_argument("--index", type=int, default=None)

@@ -59,24 +59,24 @@ def project(h, method, seed=0, perplexity=30.0):
     raise ValueError(f"unknown projection {method!r}; available: pca, tsne")
 
 
-def analyse(h, y, x_raw=None, k=5, seed=0, methods=("pca", "tsne")) -> dict:
+def analyse(h, y, x_raw=None, k=5, seed=0, methods=("pca", "tsne"), folds=5) -> dict:
     """Projections and kNN accuracies: 2-D per method, the original space, raw pixels when given, and chance."""
     res = {"dim": int(h.shape[1]), "n": int(len(y)), "k": k, "chance": float(np.bincount(y).max() / len(y)),
            "knn": {}, "proj": {}, "info": {}}
-    res["knn"][f"original ({h.shape[1]}-D)"] = knn_accuracy(h, y, k, seed=seed)
+    res["knn"][f"original ({h.shape[1]}-D)"] = knn_accuracy(h, y, k, folds, seed=seed)
     if x_raw is not None:
         flat = x_raw.reshape(len(x_raw), -1)
-        res["knn"][f"raw pixels ({flat.shape[1]}-D)"] = knn_accuracy(flat, y, k, seed=seed)
+        res["knn"][f"raw pixels ({flat.shape[1]}-D)"] = knn_accuracy(flat, y, k, folds, seed=seed)
     for m in methods:
         t0 = time.perf_counter()
         z, info = project(h, m, seed)
         res["proj"][m] = z
         res["info"][m] = dict(info, seconds=round(time.perf_counter() - t0, 2))
-        res["knn"][f"{m} (2-D)"] = knn_accuracy(z, y, k, seed=seed)
+        res["knn"][f"{m} (2-D)"] = knn_accuracy(z, y, k, folds, seed=seed)
     return res
 
 
-def plot(res, y, out, name, title):
+def plot(res, y, out, name, title, class_names=None):
     plt = pyplot()
     methods = list(res["proj"])
     fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.8), squeeze=False)
@@ -85,9 +85,10 @@ def plot(res, y, out, name, title):
         z = res["proj"][m]
         for c in np.unique(y):
             sel = y == c
-            ax.scatter(z[sel, 0], z[sel, 1], s=7, color=cmap(int(c) % 10), label=str(c), alpha=0.8)
+            label = str(c) if class_names is None else str(class_names[int(c)])
+            ax.scatter(z[sel, 0], z[sel, 1], s=7, color=cmap(int(c) % 10), label=label, alpha=0.8)
             cx, cy = np.median(z[sel], axis=0)
-            ax.text(cx, cy, str(c), fontsize=12, weight="bold", ha="center", va="center",
+            ax.text(cx, cy, label, fontsize=12, weight="bold", ha="center", va="center",
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", alpha=0.7, lw=0))
         acc = res["knn"][f"{m} (2-D)"]
         ax.set_title(f"{m.upper() if m == 'pca' else 't-SNE'} of the {res['dim']}-unit layer: "
