@@ -76,15 +76,16 @@ def test_conv2d_matches_torch(rng, case, device):
     _check(ours, ref, (x, w, b))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", CONV_CASES[:9], ids=lambda c: "x{}_w{}".format(*c[:2]))
-def test_conv2d_opcheck(rng, case):
+def test_conv2d_opcheck(rng, case, device):
     xs, ws, stride, padding, dilation, groups, bias = case
-    x, w = _t(rng, *xs), _t(rng, *ws)
-    b = _t(rng, ws[0]) if bias else None
+    x, w = _t(rng, *xs, device=device), _t(rng, *ws, device=device)
+    b = _t(rng, ws[0], device=device) if bias else None
     stride, dilation = chk.pair("t", "s", stride), chk.pair("t", "d", dilation)
     pads = F._conv_padding("conv2d", padding, ws[2:], stride, dilation)
     torch.library.opcheck(OPS.conv2d, (x, w, b, stride, pads, dilation, groups, "auto"))
-    g = _t(rng, *ct.conv2d(x, w, b, stride, padding, dilation, groups).shape, grad=False)
+    g = _t(rng, *ct.conv2d(x, w, b, stride, padding, dilation, groups).shape, device=device, grad=False)
     torch.library.opcheck(OPS.conv2d_backward, (g, x.detach(), w.detach(), stride, pads, dilation, groups, "auto",
                                                 [True, True, bias]))
 
@@ -154,13 +155,14 @@ def test_avg_pool2d_matches_torch(rng, case, count_include_pad, device):
     _check(ct.avg_pool2d(x, k, s, p, ceil, count_include_pad), TF.avg_pool2d(x, k, s, p, ceil, count_include_pad), (x,))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x{}_k{}_s{}_p{}_d{}_ceil{}".format(*c))
-def test_pool_opcheck(rng, case):
+def test_pool_opcheck(rng, case, device):
     xs, k, s, p, d, ceil = case
     pair = lambda v: list(chk.pair("t", "v", v))  # noqa: E731
     k, p, d = pair(k), pair(p), pair(d)
     s = k if s is None else pair(s)
-    x = _t(rng, *xs)
+    x = _t(rng, *xs, device=device)
     for with_indices in (True, False):
         torch.library.opcheck(OPS.max_pool2d, (x.detach(), k, s, p, d, ceil, with_indices, "auto"))
     torch.library.opcheck(OPS.max_pool2d, (x, k, s, p, d, ceil, True, "auto"))

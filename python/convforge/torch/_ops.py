@@ -112,7 +112,7 @@ def to_tensor(a, device):
         return torch.empty(0, device=device)
     if isinstance(a, np.ndarray):
         t = torch.from_numpy(a)
-        return t if device is None or device.type == "cpu" else t.to(device)  # only max_pool2d's empty indices on a GPU
+        return t if device is None or device.type == "cpu" else t.to(device)  # max_pool2d: no indices, on a GPU
     return torch.from_dlpack(a)
 
 
