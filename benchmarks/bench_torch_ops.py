@@ -9,7 +9,8 @@ Cases:
              no_grad), stock torch eager against convforge.torch.convert(model), at each batch and thread count
   overhead   per-call cost of the custom-operator path on tiny inputs (the kernel itself takes ~1 us):
              convforge.torch.<op> on tensors, against convforge.functional.<op> on numpy arrays; and the floor
-             of torch.library.custom_op itself (an operator whose body only wraps its input's numpy view)
+             of torch.library.custom_op itself (an operator whose body only wraps its input's numpy view),
+             without and with a register_autograd formula (torch's Python autograd.Function path)
 
 Each variant runs in its own process (``--worker``), so that torch's thread pool and convforge's OpenMP
 pool never spin against each other across variants. Times are medians over the repeats after warm-up;
@@ -91,9 +92,12 @@ def overhead_worker(repeat):
     xg = x.clone().requires_grad_()
     xn, wn, an, lwn = x.numpy(), w.numpy(), a.numpy(), lw.numpy()
 
-    @torch.library.custom_op("convforge_bench::passthrough", mutates_args=())
-    def passthrough(t: torch.Tensor) -> torch.Tensor:
+    def passthrough(t: torch.Tensor) -> torch.Tensor:  # the floor: a custom op that does no work
         return torch.from_numpy(np.empty_like(t.numpy()))
+
+    floor = torch.library.custom_op("convforge_bench::floor", passthrough, mutates_args=())
+    floor_ad = torch.library.custom_op("convforge_bench::floor_autograd", passthrough, mutates_args=())
+    floor_ad.register_autograd(lambda ctx, grad: grad, setup_context=lambda ctx, inputs, output: None)
 
     cases = {
         "relu": (lambda: ct.relu(x), lambda: F.relu(xn)),
@@ -102,7 +106,8 @@ def overhead_worker(repeat):
         "max_pool2d": (lambda: ct.max_pool2d(x, 2), lambda: F.max_pool2d(xn, 2)),
         "avg_pool2d": (lambda: ct.avg_pool2d(x, 2), lambda: F.avg_pool2d(xn, 2)),
         "linear": (lambda: ct.linear(a, lw), lambda: F.linear(an, lwn)),
-        "custom_op floor (numpy view in, empty array out)": (lambda: passthrough(x), lambda: np.empty_like(xn)),
+        "custom_op floor (numpy view in, empty array out)": (lambda: floor(x), lambda: np.empty_like(xn)),
+        "custom_op floor with register_autograd": (lambda: floor_ad(x), lambda: np.empty_like(xn)),
     }
     best = {name: [float("inf"), float("inf")] for name in cases}
     for _ in range(7):  # rounds interleave every case and path, so that a busy moment hits them all alike
