@@ -25,6 +25,7 @@ from convforge import _C
 from convforge import functional as F
 
 NAMESPACE = "convforge"
+_FLOAT32 = torch.float32
 _CONV_BACKWARD_ALGOS = frozenset(a["name"] for a in _C.algos("conv2d_backward"))
 
 
@@ -69,7 +70,7 @@ def _check_tensors(op, names, args):
     for name, a in zip(names, args):
         if not isinstance(a, torch.Tensor):
             continue
-        if a.is_floating_point() and a.dtype != torch.float32:
+        if a.dtype is not _FLOAT32 and a.is_floating_point():
             raise TypeError(f"{op}: {name} must have dtype torch.float32, got {a.dtype} "
                             f"(convforge never casts silently: convert with .float())")
         if device is None:
