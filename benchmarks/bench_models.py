@@ -119,6 +119,15 @@ def worker(lib, case, batch, threads, warmup, repeat):
         fn = _convforge_vgg() if lib == "convforge" else _torch_vgg()
     else:
         fn = _convforge_lenet(batch) if lib == "convforge" else _torch_lenet(batch)
+    timed = time_calls(fn, warmup, repeat)
+    import resource
+
+    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({**timed, "maxrss_mb": maxrss_mb}))
+
+
+def time_calls(fn, warmup, repeat):
+    """{median_s, min_s} of repeat calls of fn after warmup calls (also used by bench_torch_ops.py)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -126,10 +135,7 @@ def worker(lib, case, batch, threads, warmup, repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    import resource
-
-    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"median_s": statistics.median(times), "min_s": min(times), "maxrss_mb": maxrss_mb}))
+    return {"median_s": statistics.median(times), "min_s": min(times)}
 
 
 # ----------------------------------------------------------------------------------------------

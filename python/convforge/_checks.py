@@ -79,6 +79,8 @@ def running_stat(op: str, name: str, a, channels: int):
 
 
 def integer(op: str, name: str, v) -> int:
+    if type(v) is int:  # the common case, without the slower numbers.Integral (ABC) check
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {v!r}")
     return operator.index(v)

@@ -48,7 +48,8 @@ def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1) -> int:
 
 
 def _conv_padding(op, padding, kernel_hw, stride, dilation):
-    """(top, bottom, left, right) from an int, a pair, "valid" or "same" (extra on the bottom/right, as PyTorch)."""
+    """(top, bottom, left, right) from an int, a pair, "valid", "same" (extra on the bottom/right, as PyTorch)
+    or already (top, bottom, left, right) (what convforge.torch's operators carry)."""
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)
@@ -61,6 +62,8 @@ def _conv_padding(op, padding, kernel_hw, stride, dilation):
                 pads += [total // 2, total - total // 2]
             return tuple(pads)
         raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return tuple(chk.integer(op, "padding", p) for p in padding)
     ph, pw = chk.pair(op, "padding", padding)
     return (ph, ph, pw, pw)
 
@@ -78,7 +81,10 @@ def _conv_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
 # ---------------------------------------------------------------------------------------------
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
-    """2-D cross-correlation, as ``torch.nn.functional.conv2d``: x (N, C, H, W), weight (K, C/groups, R, S)."""
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d``: x (N, C, H, W), weight (K, C/groups, R, S).
+
+    padding is an int, a pair, "same", "valid", or (top, bottom, left, right) for asymmetric padding.
+    """
     op = "conv2d"
     x = chk.float_array(op, "x", x, 4)
     weight = chk.float_array(op, "weight", weight, 4)
@@ -430,8 +436,8 @@ def linear(x, weight, bias=None, *, algo="auto"):
     return y if x.ndim == 2 else y.reshape(*x.shape[:-1], out_f)
 
 
-def linear_backward(grad_out, x, weight, *, algo="auto"):
-    """Gradients of linear: (grad_x, grad_weight, grad_bias)."""
+def linear_backward(grad_out, x, weight, *, algo="auto", output_mask=(True, True, True)):
+    """Gradients of linear: (grad_x, grad_weight, grad_bias); output_mask skips the ones not wanted (None)."""
     op = "linear_backward"
     x = chk.float_array(op, "x", x)
     weight = chk.float_array(op, "weight", weight, 2)
@@ -442,10 +448,12 @@ def linear_backward(grad_out, x, weight, *, algo="auto"):
     if g2.shape[0] != x2.shape[0]:
         raise ValueError(f"{op}: grad_out {tuple(grad_out.shape)} and x {tuple(x.shape)} must have the same leading dimensions")
     be = backend_for(op, grad_out=g2, x=x2, weight=weight)
-    gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, _gemm_algo(be, algo, g2, weight, False, False))
-    gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, _gemm_algo(be, algo, g2, x2, True, False))
-    gb = be.sum_rows(g2)
-    return (gx if x.ndim == 2 else gx.reshape(x.shape)), gw, gb
+    need_dx, need_dw, need_db = (bool(m) for m in output_mask)
+    gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, _gemm_algo(be, algo, g2, weight, False, False)) \
+        if need_dx else None
+    gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, _gemm_algo(be, algo, g2, x2, True, False)) if need_dw else None
+    gb = be.sum_rows(g2) if need_db else None
+    return (gx if gx is None or x.ndim == 2 else gx.reshape(x.shape)), gw, gb
 
 
 # ---------------------------------------------------------------------------------------------
