@@ -546,20 +546,8 @@ def _contenders(k, op, device, spec) -> list:
 
     d = _bench_inputs(op, device, spec)
     ours_threads = F.get_num_threads() if device == "cpu" else "GPU"
-    rows = []
-    if op == "conv2d":
-        xs, ws, kw = _conv_kw(spec)
-        g = F._conv_geometry("conv2d", xs, ws, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
-        mine = lambda: k.conv2d_forward(d["x"], d["w"], d["bias"], g)  # noqa: E731
-    elif op == "gemm":
-        mine = lambda: k.gemm(d["a"], d["b"])  # noqa: E731
-    else:
-        g = _pool_geom(op, spec)
-        _, kw = _pool_kw(op, spec)
-        mine = ((lambda: k.max_pool2d_forward(d["x"], g, False)) if op == "max_pool2d"
-                else (lambda: k.avg_pool2d_forward(d["x"], g, kw["count_include_pad"])))
-    rows.append({"name": "yours", "kind": "student", "source": k.path,
-                 "threads": _openmp_threads(k.library) if device == "cpu" else "GPU", "fn": mine})
+    rows = [_student_contender(k, op, device, spec, d, "yours")]
+    kw = _conv_kw(spec)[2] if op == "conv2d" else (None if op == "gemm" else _pool_kw(op, spec)[1])
     backend_op = {"conv2d": "conv2d_forward", "gemm": "gemm"}.get(op, "pool2d")
     for a in F.algos(backend_op, device):
         name = a["name"]
@@ -575,6 +563,42 @@ def _contenders(k, op, device, spec) -> list:
     lib = _torch_contender(op, device, spec)
     if lib:
         rows.append(lib)
+    return rows
+
+
+def _student_contender(k, op, device, spec, d, name) -> dict:
+    """A timing contender calling a student kernel's forward on the bench inputs d."""
+    from . import functional as F
+
+    if op == "conv2d":
+        xs, ws, kw = _conv_kw(spec)
+        g = F._conv_geometry("conv2d", xs, ws, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+        fn = lambda: k.conv2d_forward(d["x"], d["w"], d["bias"], g)  # noqa: E731
+    elif op == "gemm":
+        fn = lambda: k.gemm(d["a"], d["b"])  # noqa: E731
+    else:
+        g = _pool_geom(op, spec)
+        _, kw = _pool_kw(op, spec)
+        fn = ((lambda: k.max_pool2d_forward(d["x"], g, False)) if op == "max_pool2d"
+              else (lambda: k.avg_pool2d_forward(d["x"], g, kw["count_include_pad"])))
+    return {"name": name, "kind": "student", "source": k.path,
+            "threads": _openmp_threads(k.library) if device == "cpu" else "GPU", "fn": fn}
+
+
+def time_files(paths, op: str, spec, device: str = "cpu", budget: float | None = None, min_reps: int = MIN_REPS,
+               max_reps: int = MAX_REPS) -> list:
+    """Times several student files on one shape in this process, in alternation (e.g. a ladder's
+    worked solutions, benchmarks/bench_ladder.py); rows as :func:`time_alternating`'s, named by file
+    stem, with gflops added. The files must already pass the grader."""
+    d = _bench_inputs(op, device, spec)
+    contenders = [_student_contender(kernels.open_kernel(p, op, name=Path(p).stem), op, device, spec, d, Path(p).stem)
+                  for p in paths]
+    rows = time_alternating(contenders, device, budget, min_reps, max_reps)
+    flops = _flops(op, spec)
+    for r in rows:
+        if "seconds" in r:
+            r["gflops"] = flops / r["seconds"] / 1e9
+            r["best_gflops"] = flops / r["min"] / 1e9
     return rows
 
 

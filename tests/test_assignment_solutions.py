@@ -1,0 +1,84 @@
+"""The worked solutions in assignments/<ladder>/solutions/: every CPU one passes the grader, the
+CPU SGEMM ladder gets faster step by step, and the CUDA ones compile (no GPU here: nvcc only).
+
+The speed check runs every step on one shape (STEP_SHAPE) in this process, in alternation, and
+compares the best of the repeats (the least disturbed by other processes on a shared machine). It
+asserts only the steps whose idea wins by a wide margin at that shape on any machine (loop order,
+packing, the SIMD micro-kernel); the other two it reports (cache blocking pays off at shapes larger
+than a unit test can afford, OpenMP needs idle cores): benchmarks/bench_ladder.py measures them all."""
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from convforge import _C, kernels
+from convforge import grade as G
+
+ASSIGNMENTS = Path(__file__).parent.parent / "assignments"
+SOLUTIONS = sorted(ASSIGNMENTS.glob("*/solutions/*.c*"))
+CPU = [p for p in SOLUTIONS if p.suffix == ".cpp"]
+CUDA = [p for p in SOLUTIONS if p.suffix == ".cu"]
+OP = {"cpu_sgemm": "gemm", "cuda_sgemm": "gemm", "cpu_conv2d": "conv2d", "cuda_conv2d": "conv2d"}
+STEP_SHAPE = 384  # M = N = K
+# (slower step, faster step, least speed-up of the best times)
+ASSERTED = [("step1_naive", "step2_loop_order", 3.0), ("step3_cache_blocking", "step4_packing", 1.2),
+            ("step4_packing", "step5_simd_microkernel", 1.2)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(request, tmp_path_factory):
+    old = os.environ.get("CONVFORGE_CACHE")
+    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
+                                       else tmp_path_factory.mktemp("convforge_kernels"))  # -p no:cacheprovider
+    yield
+    if old is None:
+        os.environ.pop("CONVFORGE_CACHE", None)
+    else:
+        os.environ["CONVFORGE_CACHE"] = old
+
+
+def test_the_ladders_have_their_worked_solutions():
+    sgemm = {p.name for p in (ASSIGNMENTS / "cpu_sgemm").glob("step*.cpp")}
+    assert sgemm and sgemm == {p.name for p in (ASSIGNMENTS / "cpu_sgemm" / "solutions").glob("step*.cpp")}
+    assert (ASSIGNMENTS / "cuda_conv2d" / "solutions" / "step3_constant_weights.cu").exists()
+    for p in SOLUTIONS:  # each named on its ladder's page
+        assert f"solutions/{p.name}" in (p.parent.parent / "README.md").read_text(), p
+
+
+@pytest.mark.parametrize("path", CPU, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_cpu_solution_passes_the_grader(path):
+    r = G.grade(path, OP[path.parent.parent.name], timing=False, n_random=2)
+    assert r["status"] == "passed", G.format_report(r)
+
+
+def test_cpu_sgemm_steps_get_faster(record_property, capsys):
+    paths = sorted((ASSIGNMENTS / "cpu_sgemm" / "solutions").glob("step*.cpp"))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(kernels.compile_kernel, paths))
+    rows = G.time_files(paths, "gemm", G._gemm(STEP_SHAPE, STEP_SHAPE, STEP_SHAPE), budget=2.0, min_reps=5,
+                        max_reps=20)
+    best = {r["name"]: r["best_gflops"] for r in rows}
+    table = ", ".join(f"{r['name']} {r['best_gflops']:.1f} (median {r['gflops']:.1f}, {r['threads']} thr)" for r in rows)
+    record_property("cpu_sgemm_gflops", table)
+    with capsys.disabled():
+        print(f"\ncpu_sgemm solutions at {STEP_SHAPE}^3, best of {rows[0]['reps']} GFLOP/s: {table}")
+    for slow, fast, factor in ASSERTED:
+        if fast == "step5_simd_microkernel" and _C.simd_level_supported() == "scalar":
+            continue  # no AVX2: step 5 runs step 4's plain kernel
+        assert best[fast] >= factor * best[slow], f"{fast} is not {factor}x faster than {slow}: {table}"
+
+
+nvcc = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(nvcc is None, reason="nvcc not found")
+@pytest.mark.parametrize("path", CUDA, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_cuda_solution_compiles(path):
+    lib, log, _ = kernels.compile_kernel(path)
+    out = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True).stdout
+    fn = "convforge_gemm" if OP[path.parent.parent.name] == "gemm" else "convforge_conv2d_forward"
+    assert fn in out
+    assert "warning" not in log.lower(), log
