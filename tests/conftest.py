@@ -36,6 +36,21 @@ def rng(request):
     return np.random.default_rng(seed)
 
 
+@pytest.fixture(scope="module")
+def kernel_cache(request, tmp_path_factory):
+    """Student-kernel builds cached in pytest's cache folder (each file compiled once, not once per
+    test or per run; a temporary folder under -p no:cacheprovider). Modules that compile student
+    files use it: pytestmark = pytest.mark.usefixtures("kernel_cache")."""
+    old = os.environ.get("CONVFORGE_CACHE")
+    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
+                                       else tmp_path_factory.mktemp("convforge_kernels"))
+    yield
+    if old is None:
+        os.environ.pop("CONVFORGE_CACHE", None)
+    else:
+        os.environ["CONVFORGE_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def poisoned_outputs():
     """Every output buffer starts as NaN, so a kernel that skips an element fails its test."""

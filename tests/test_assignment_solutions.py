@@ -6,7 +6,6 @@ compares the best of the repeats (the least disturbed by other processes on a sh
 asserts only the steps whose idea wins by a wide margin at that shape on any machine (loop order,
 packing, the SIMD micro-kernel); the other two it reports (cache blocking pays off at shapes larger
 than a unit test can afford, OpenMP needs idle cores): benchmarks/bench_ladder.py measures them all."""
-import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -28,16 +27,7 @@ ASSERTED = [("step1_naive", "step2_loop_order", 3.0), ("step3_cache_blocking", "
             ("step4_packing", "step5_simd_microkernel", 1.2)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(request, tmp_path_factory):
-    old = os.environ.get("CONVFORGE_CACHE")
-    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
-                                       else tmp_path_factory.mktemp("convforge_kernels"))  # -p no:cacheprovider
-    yield
-    if old is None:
-        os.environ.pop("CONVFORGE_CACHE", None)
-    else:
-        os.environ["CONVFORGE_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def test_the_ladders_have_their_worked_solutions():

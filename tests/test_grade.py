@@ -16,16 +16,7 @@ STUDENT = HERE / "student_kernels"
 ASSIGNMENTS = HERE.parent / "assignments"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(request, tmp_path_factory):
-    old = os.environ.get("CONVFORGE_CACHE")
-    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
-                                       else tmp_path_factory.mktemp("convforge_kernels"))  # -p no:cacheprovider
-    yield
-    if old is None:
-        os.environ.pop("CONVFORGE_CACHE", None)
-    else:
-        os.environ["CONVFORGE_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def test_correct_kernel_passes_forward_and_backward_and_is_timed(monkeypatch):

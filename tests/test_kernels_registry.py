@@ -2,7 +2,6 @@
 
 Student files live in tests/student_kernels/; builds are cached by content hash in pytest's cache
 folder, so each file is compiled once, not once per test or per run."""
-import os
 import shutil
 import subprocess
 import uuid
@@ -23,16 +22,7 @@ REPO = HERE.parent
 ASSIGNMENTS = REPO / "assignments"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def kernel_cache(request, tmp_path_factory):
-    old = os.environ.get("CONVFORGE_CACHE")
-    os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
-                                       else tmp_path_factory.mktemp("convforge_kernels"))  # -p no:cacheprovider
-    yield
-    if old is None:
-        os.environ.pop("CONVFORGE_CACHE", None)
-    else:
-        os.environ["CONVFORGE_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 @pytest.fixture

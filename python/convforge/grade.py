@@ -258,11 +258,12 @@ def _make_inputs(op, spec, seed):
 
 
 def _gemm_views(spec, inp):
-    M, N, K = spec["M"], spec["N"], spec["K"]
-    return inp["a_buf"][:, :K], inp["b_buf"][:, :N], inp["c_buf"]
+    """A (M x K) and B (K x N) as views of their wider buffers, and C's whole buffer."""
+    return inp["a_buf"][:, :spec["K"]], inp["b_buf"][:, :spec["N"]], inp["c_buf"]
 
 
 def torch_available() -> bool:
+    """Whether PyTorch can be imported (the grader's default reference)."""
     try:
         import torch  # noqa: F401
     except ImportError:
