@@ -1,6 +1,9 @@
 """A ladder's worked solutions, step by step: GFLOP/s of each assignments/<ladder>/solutions/ file.
 
-    python benchmarks/bench_ladder.py [--ladder cpu_sgemm] [--sizes 384,512,1024] [--seconds 4] [--threads N]
+    python benchmarks/bench_ladder.py [--ladder cpu_sgemm|cpu_conv2d] [--sizes 384,512,1024] [--seconds 4] [--threads N]
+
+cpu_sgemm runs M = N = K for each of --sizes; cpu_conv2d runs the grader's timing shape (x (2, 64,
+28, 28), w (64, 64, 3, 3), padding 1) and, with --sizes, batches of that layer (N = each size).
 
 Every step is compiled with the grader's flags (convforge.kernels.compile_command: -O3, the CPU's
 AVX2/AVX-512 flags, never -march=native) and timed in this one process, in alternation, after a
@@ -30,8 +33,9 @@ def cpu_name() -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ladder", default="cpu_sgemm", choices=["cpu_sgemm"])
-    p.add_argument("--sizes", default="384,512,1024", help="M = N = K, comma-separated")
+    p.add_argument("--ladder", default="cpu_sgemm", choices=["cpu_sgemm", "cpu_conv2d"])
+    p.add_argument("--sizes", default=None, help="cpu_sgemm: M = N = K (default 384,512,1024); cpu_conv2d: "
+                                                 "batch sizes of the grader's layer (default 2)")
     p.add_argument("--seconds", type=float, default=4.0, help="time budget per size, all steps together")
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the OpenMP step (and ours)")
     args = p.parse_args(argv)
@@ -45,9 +49,12 @@ def main(argv=None) -> int:
         kernels.compile_kernel(path)
     print(f"{args.ladder} worked solutions on {cpu_name()}, {os.cpu_count()} logical CPUs, SIMD "
           f"{_C.simd_level_supported()}; flags: {' '.join(kernels._cpu_isa_flags()) or '(none)'}")
-    for n in (int(s) for s in args.sizes.split(",")):
-        rows = G.time_files(paths, "gemm", G._gemm(n, n, n), budget=args.seconds, min_reps=5, max_reps=50)
-        print(f"\n{n} x {n} x {n} ({2 * n ** 3 / 1e9:.2f} GFLOP)\n")
+    op = "gemm" if args.ladder == "cpu_sgemm" else "conv2d"
+    sizes = [int(v) for v in (args.sizes or ("384,512,1024" if op == "gemm" else "2")).split(",")]
+    for n in sizes:
+        spec = G._gemm(n, n, n) if op == "gemm" else (n,) + tuple(G.BENCH[("conv2d", "cpu")][1:])
+        rows = G.time_files(paths, op, spec, budget=args.seconds, min_reps=5, max_reps=50)
+        print(f"\n{G.describe(op, spec)} ({G._flops(op, spec) / 1e9:.2f} GFLOP)\n")
         print("| step | GFLOP/s (median) | GFLOP/s (best) | p10-p90 spread | repeats | threads |")
         print("|---|---|---|---|---|---|")
         for r in rows:

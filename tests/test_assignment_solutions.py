@@ -1,11 +1,13 @@
 """The worked solutions in assignments/<ladder>/solutions/: every CPU one passes the grader, the
 CPU SGEMM ladder gets faster step by step, and the CUDA ones compile (no GPU here: nvcc only).
 
-The speed check runs every step on one shape (STEP_SHAPE) in this process, in alternation, and
-compares the best of the repeats (the least disturbed by other processes on a shared machine). It
-asserts only the steps whose idea wins by a wide margin at that shape on any machine (loop order,
-packing, the SIMD micro-kernel); the other two it reports (cache blocking pays off at shapes larger
-than a unit test can afford, OpenMP needs idle cores): benchmarks/bench_ladder.py measures them all."""
+The speed check runs every step of a ladder on one stated shape (SPEED) in this process, in
+alternation, and compares the best of the repeats (the least disturbed by other processes on a
+shared machine). It asserts only the steps whose idea wins by a wide margin at that shape on any
+machine (SGEMM: loop order, packing, the SIMD micro-kernel; conv2d: loop order and im2col + GEMM
+against the naive loops); the others it prints (cache blocking pays off at shapes larger than a
+unit test can afford, OpenMP needs idle cores, the micro-kernel's margin over plain loops shrinks
+under load): benchmarks/bench_ladder.py measures them all."""
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -21,18 +23,23 @@ SOLUTIONS = sorted(ASSIGNMENTS.glob("*/solutions/*.c*"))
 CPU = [p for p in SOLUTIONS if p.suffix == ".cpp"]
 CUDA = [p for p in SOLUTIONS if p.suffix == ".cu"]
 OP = {"cpu_sgemm": "gemm", "cuda_sgemm": "gemm", "cpu_conv2d": "conv2d", "cuda_conv2d": "conv2d"}
-STEP_SHAPE = 384  # M = N = K
-# (slower step, faster step, least speed-up of the best times)
-ASSERTED = [("step1_naive", "step2_loop_order", 3.0), ("step3_cache_blocking", "step4_packing", 1.2),
-            ("step4_packing", "step5_simd_microkernel", 1.2)]
-
+# The stated shapes, and the steps asserted there: (slower step, faster step, least speed-up of
+# the best times). The others are reported (printed with the table).
+SPEED = {
+    "cpu_sgemm": ("gemm", {"M": 384, "N": 384, "K": 384, "alpha": 1.0, "beta": 0.0, "pad": [0, 0, 0]},
+                  [("step1_naive", "step2_loop_order", 3.0), ("step3_cache_blocking", "step4_packing", 1.2),
+                   ("step4_packing", "step5_simd_microkernel", 1.2)]),
+    "cpu_conv2d": ("conv2d", G.BENCH[("conv2d", "cpu")],  # the grader's timing shape
+                   [("step1_naive", "step2_loop_order", 3.0), ("step1_naive", "step3_im2col_gemm", 3.0)]),
+}
 
 pytestmark = pytest.mark.usefixtures("kernel_cache")
 
 
 def test_the_ladders_have_their_worked_solutions():
-    sgemm = {p.name for p in (ASSIGNMENTS / "cpu_sgemm").glob("step*.cpp")}
-    assert sgemm and sgemm == {p.name for p in (ASSIGNMENTS / "cpu_sgemm" / "solutions").glob("step*.cpp")}
+    for ladder in ("cpu_sgemm", "cpu_conv2d"):  # every CPU step
+        steps = {p.name for p in (ASSIGNMENTS / ladder).glob("step*.cpp")}
+        assert steps and steps == {p.name for p in (ASSIGNMENTS / ladder / "solutions").glob("step*.cpp")}
     assert (ASSIGNMENTS / "cuda_conv2d" / "solutions" / "step3_constant_weights.cu").exists()
     for p in SOLUTIONS:  # each named on its ladder's page
         assert f"solutions/{p.name}" in (p.parent.parent / "README.md").read_text(), p
@@ -44,18 +51,19 @@ def test_cpu_solution_passes_the_grader(path):
     assert r["status"] == "passed", G.format_report(r)
 
 
-def test_cpu_sgemm_steps_get_faster(record_property, capsys):
-    paths = sorted((ASSIGNMENTS / "cpu_sgemm" / "solutions").glob("step*.cpp"))
+@pytest.mark.parametrize("ladder", sorted(SPEED))
+def test_cpu_ladder_steps_get_faster(ladder, record_property, capsys):
+    op, spec, asserted = SPEED[ladder]
+    paths = sorted((ASSIGNMENTS / ladder / "solutions").glob("step*.cpp"))
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(kernels.compile_kernel, paths))
-    rows = G.time_files(paths, "gemm", G._gemm(STEP_SHAPE, STEP_SHAPE, STEP_SHAPE), budget=2.0, min_reps=5,
-                        max_reps=20)
+    rows = G.time_files(paths, op, spec, budget=2.0, min_reps=5, max_reps=20)
     best = {r["name"]: r["best_gflops"] for r in rows}
     table = ", ".join(f"{r['name']} {r['best_gflops']:.1f} (median {r['gflops']:.1f}, {r['threads']} thr)" for r in rows)
-    record_property("cpu_sgemm_gflops", table)
+    record_property(f"{ladder}_gflops", table)
     with capsys.disabled():
-        print(f"\ncpu_sgemm solutions at {STEP_SHAPE}^3, best of {rows[0]['reps']} GFLOP/s: {table}")
-    for slow, fast, factor in ASSERTED:
+        print(f"\n{ladder} solutions on {G.describe(op, spec)}, best of {rows[0]['reps']}, GFLOP/s: {table}")
+    for slow, fast, factor in asserted:
         if fast == "step5_simd_microkernel" and _C.simd_level_supported() == "scalar":
             continue  # no AVX2: step 5 runs step 4's plain kernel
         assert best[fast] >= factor * best[slow], f"{fast} is not {factor}x faster than {slow}: {table}"
