@@ -248,3 +248,16 @@ def test_student_kernel_runs_lenet5_layers_forward_and_backward(student, rng, mo
     assert set(calls) == expected
     if op == "gemm":  # 3 layers x (forward + dx + dw), dx of the first layer included
         assert calls.count("convforge_gemm") >= 8
+
+
+def test_student_pool_backward_arguments_are_checked(student, rng):
+    student(STUDENT / "good_pool.cpp", op="max_pool2d", name="my_pool")
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y, idx = F.max_pool2d(x, 2, return_indices=True, algo="my_pool")
+    dy = np.ones_like(y)
+    with pytest.raises(ValueError, match="needs kernel_size"):
+        F.max_pool2d_backward(dy, idx, x.shape, algo="my_pool")
+    with pytest.raises(ValueError, match=r"indices must be flat positions h\*W \+ w in \[0, 36\)"):
+        F.max_pool2d_backward(dy, idx + 100, x.shape, 2, algo="my_pool")
+    dx = F.max_pool2d_backward(dy, idx, x.shape, 2, algo="my_pool")
+    assert rel_error(dx, F.max_pool2d_backward(dy, idx, x.shape)) == 0.0

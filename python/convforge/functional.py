@@ -170,6 +170,10 @@ def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride
         g = _pool_geometry(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode)
         chk.same_shape(op, "grad_out", grad_out, (g.N, g.C, g.P, g.Q), "max_pool2d's output shape for input_shape")
         backend_for(op, grad_out=grad_out, indices=indices)
+        if isinstance(indices, np.ndarray) and indices.size and (indices.min() < 0 or indices.max() >= g.H * g.W):
+            raise ValueError(f"{op}: indices must be flat positions h*W + w in [0, {g.H * g.W}) of an input plane "
+                             f"(from max_pool2d(..., return_indices=True)), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
         return k.max_pool2d_backward(grad_out, indices, g)
     return backend_for(op, grad_out=grad_out, indices=indices).max_pool2d_backward(grad_out, indices, list(input_shape))
 

@@ -1120,7 +1120,8 @@ def format_report(r: dict) -> str:
             lines.append(f"  the p10-p90 spread of {', '.join(t['wide_spread'])} is over {100 * WIDE_SPREAD:.0f}% of the "
                          f"median: the machine is busy, so these numbers cannot be compared; rerun on a quiet machine "
                          f"(or with CONVFORGE_GRADE_BENCH_SECONDS raised)")
-        lines.append("  threads: yours = the OpenMP runtime's omp_get_max_threads() (set OMP_NUM_THREADS); "
+        lines.append("  threads: yours = its OpenMP runtime's omp_get_max_threads() (set OMP_NUM_THREADS; 1 when the "
+                     "file does not use OpenMP); "
                      "ours = convforge.functional.get_num_threads(); PyTorch set to ours")
     return "\n".join(lines)
 
