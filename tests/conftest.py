@@ -36,11 +36,18 @@ def rng(request):
     return np.random.default_rng(seed)
 
 
+@pytest.fixture(autouse=True)
+def poisoned_outputs():
+    """Every output buffer starts as NaN, so a kernel that skips an element fails its test."""
+    _C._set_poison_outputs(True)
+    yield
+    _C._set_poison_outputs(False)
+
+
 @pytest.fixture(scope="module")
 def kernel_cache(request, tmp_path_factory):
-    """Student-kernel builds cached in pytest's cache folder (each file compiled once, not once per
-    test or per run; a temporary folder under -p no:cacheprovider). Modules that compile student
-    files use it: pytestmark = pytest.mark.usefixtures("kernel_cache")."""
+    """$CONVFORGE_CACHE set to one folder for the module's tests: pytest's cache folder, so each student
+    file compiles once across test files and runs (a temporary folder under -p no:cacheprovider)."""
     old = os.environ.get("CONVFORGE_CACHE")
     os.environ["CONVFORGE_CACHE"] = str(request.config.cache.mkdir("convforge_kernels") if getattr(request.config, "cache", None)
                                        else tmp_path_factory.mktemp("convforge_kernels"))
@@ -49,14 +56,6 @@ def kernel_cache(request, tmp_path_factory):
         os.environ.pop("CONVFORGE_CACHE", None)
     else:
         os.environ["CONVFORGE_CACHE"] = old
-
-
-@pytest.fixture(autouse=True)
-def poisoned_outputs():
-    """Every output buffer starts as NaN, so a kernel that skips an element fails its test."""
-    _C._set_poison_outputs(True)
-    yield
-    _C._set_poison_outputs(False)
 
 
 @pytest.fixture(params=["scalar", "avx2", "avx512"])

@@ -33,7 +33,7 @@ SPEED = {
                    [("step1_naive", "step2_loop_order", 3.0), ("step1_naive", "step3_im2col_gemm", 3.0)]),
 }
 
-pytestmark = pytest.mark.usefixtures("kernel_cache")
+pytestmark = pytest.mark.usefixtures("kernel_cache")  # conftest.py: one build cache for student files
 
 
 def test_the_ladders_have_their_worked_solutions():

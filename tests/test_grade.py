@@ -16,7 +16,7 @@ STUDENT = HERE / "student_kernels"
 ASSIGNMENTS = HERE.parent / "assignments"
 
 
-pytestmark = pytest.mark.usefixtures("kernel_cache")
+pytestmark = pytest.mark.usefixtures("kernel_cache")  # conftest.py: one build cache for student files
 
 
 def test_correct_kernel_passes_forward_and_backward_and_is_timed(monkeypatch):

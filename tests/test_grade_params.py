@@ -59,7 +59,7 @@ MUTANTS = {
 }
 
 
-pytestmark = pytest.mark.usefixtures("kernel_cache")
+pytestmark = pytest.mark.usefixtures("kernel_cache")  # conftest.py: one build cache for student files
 
 
 def quick_grid(op):

@@ -22,7 +22,7 @@ REPO = HERE.parent
 ASSIGNMENTS = REPO / "assignments"
 
 
-pytestmark = pytest.mark.usefixtures("kernel_cache")
+pytestmark = pytest.mark.usefixtures("kernel_cache")  # conftest.py: one build cache for student files
 
 
 @pytest.fixture
