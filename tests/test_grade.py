@@ -2,9 +2,6 @@
 with its first wrong index, one that does not compile gets the compiler's message, one that
 crashes is reported as a crash, and every CPU starter in assignments/ fails cleanly as handed out."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +98,8 @@ def test_every_ladder_has_a_page_with_grading_commands():
 # ---- timings a student can trust ----------------------------------------------------------------
 
 def test_timing_alternates_in_one_child_with_median_spread_and_threads(monkeypatch):
+    import os
+
     monkeypatch.setitem(G.BENCH, ("gemm", "cpu"), G._gemm(96, 96, 96))
     monkeypatch.setenv("CONVFORGE_GRADE_BENCH_SECONDS", "0.2")  # read by the timing child
     r = G.grade(STUDENT / "good_gemm.cpp", "gemm", n_random=0, case_names=["small_odd"])
@@ -142,6 +141,9 @@ def test_wide_spread_is_flagged(monkeypatch):
 
 def _no_torch_env(tmp_path):
     """An environment in which `import torch` fails, as with only convforge[train] installed."""
+    import os
+    import sys
+
     shadow = tmp_path / "no_torch"
     (shadow / "torch").mkdir(parents=True)
     (shadow / "torch" / "__init__.py").write_text(
@@ -152,6 +154,9 @@ def _no_torch_env(tmp_path):
 
 
 def test_without_torch_grades_against_our_reference_kernels_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
     env = _no_torch_env(tmp_path)
     script = ("import json, sys, convforge.grade as G\n"
               "out = {}\n"
@@ -174,6 +179,9 @@ def test_without_torch_grades_against_our_reference_kernels_and_says_so(tmp_path
 
 
 def test_without_torch_asking_for_it_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
     proc = subprocess.run([sys.executable, "-m", "convforge", "grade", str(STUDENT / "good_gemm.cpp"), "--op", "gemm",
                            "--reference", "torch"], env=_no_torch_env(tmp_path), capture_output=True, text=True,
                           timeout=300)
