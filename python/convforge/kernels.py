@@ -406,19 +406,6 @@ def open_kernel(path, op: str = "conv2d", name: str | None = None, library: str 
                          compiler_output=out, functions=mine)
 
 
-def load_kernel(path, op: str = "conv2d", name: str | None = None) -> StudentKernel:
-    """Compiles a student .cpp/.cu file (cached by content hash), loads it and registers it as
-    ``algo=name`` (default: the file's stem) for op in convforge.functional and thus the nn layers.
-    Raises KernelCompileError with the compiler's messages when it does not compile."""
-    k = open_kernel(path, op, name)
-    ours = our_algo_names(op)
-    if k.name in ours:
-        raise ValueError(f"load_kernel: {k.name!r} is the name of one of our {ours[k.name]} kernels for op={op!r}; "
-                         f"pass name=... (taken: {', '.join(sorted(ours))})")
-    _registry()[k.name] = k
-    return k
-
-
 def our_algo_names(op: str) -> dict:
     """{algo name: "CPU" / "CUDA" / "CPU and CUDA"} of our kernels for a student op: names a student
     kernel may not take (the CUDA ones are known when convforge was built with CUDA, GPU or not)."""
@@ -434,6 +421,19 @@ def our_algo_names(op: str) -> dict:
             for n in names:
                 found[n] = dev if found.get(n, dev) == dev else "CPU and CUDA"
     return found
+
+
+def load_kernel(path, op: str = "conv2d", name: str | None = None) -> StudentKernel:
+    """Compiles a student .cpp/.cu file (cached by content hash), loads it and registers it as
+    ``algo=name`` (default: the file's stem) for op in convforge.functional and thus the nn layers.
+    Raises KernelCompileError with the compiler's messages when it does not compile."""
+    k = open_kernel(path, op, name)
+    ours = our_algo_names(op)
+    if k.name in ours:
+        raise ValueError(f"load_kernel: {k.name!r} is the name of one of our {ours[k.name]} kernels for op={op!r}; "
+                         f"pass name=... (taken: {', '.join(sorted(ours))})")
+    _registry()[k.name] = k
+    return k
 
 
 def unload_kernel(name: str) -> None:
