@@ -588,9 +588,30 @@ def _student_contender(k, op, device, spec, d, name) -> dict:
 
 def time_files(paths, op: str, spec, device: str = "cpu", budget: float | None = None, min_reps: int = MIN_REPS,
                max_reps: int = MAX_REPS) -> list:
-    """Times several student files on one shape in this process, in alternation (e.g. a ladder's
-    worked solutions, benchmarks/bench_ladder.py); rows as :func:`time_alternating`'s, named by file
-    stem, with gflops added. The files must already pass the grader."""
+    """Times several student files on one shape in this process, in alternation (a ladder's worked
+    solutions: benchmarks/bench_ladder.py, tests/test_assignment_solutions.py).
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Student files for op (compiled, or found in the build cache); they should pass the grader.
+    op : {"conv2d", "gemm", "max_pool2d", "avg_pool2d"}
+    spec : tuple or dict
+        The shape, as in the grader's suite (``_gemm(M, N, K)`` for gemm, a CONV_CASES tuple for conv2d).
+    device, budget, min_reps, max_reps
+        As :func:`time_alternating`.
+
+    Returns
+    -------
+    list of dict
+        :func:`time_alternating`'s rows, named by file stem, with gflops (from the median) and
+        best_gflops (from the fastest repeat) added.
+
+    Raises
+    ------
+    KernelCompileError
+        A file does not compile.
+    """
     d = _bench_inputs(op, device, spec)
     contenders = [_student_contender(kernels.open_kernel(p, op, name=Path(p).stem), op, device, spec, d, Path(p).stem)
                   for p in paths]
@@ -649,8 +670,28 @@ def _percentile(sorted_times, q):
 
 
 def time_alternating(contenders, device="cpu", budget=None, min_reps=MIN_REPS, max_reps=MAX_REPS) -> list:
-    """Times each contender's fn() in alternation; returns the rows (without fn) with reps, median,
-    min, max, p10, p90 (seconds), spread = (p90 - p10) / median and wide_spread, or an error."""
+    """Times contenders in alternation, in this process: a warm-up call each, then rounds in which
+    every contender runs once (the order rotated each round), until the budget is spent.
+
+    Parameters
+    ----------
+    contenders : list of dict
+        Each with "fn" (a callable of no arguments) and any other keys (name, kind, threads...),
+        copied into its row.
+    device : {"cpu", "cuda"}
+        "cuda" synchronises the device after every call.
+    budget : float, optional
+        Seconds for all rounds together (default ``BENCH_SECONDS``, ``$CONVFORGE_GRADE_BENCH_SECONDS``).
+    min_reps, max_reps : int
+        Bounds on the number of rounds.
+
+    Returns
+    -------
+    list of dict
+        One row per contender, without "fn": reps, median (also "seconds"), min, max, p10, p90 in
+        seconds, spread = (p90 - p10) / median and wide_spread (spread > ``WIDE_SPREAD``); or "error"
+        when the warm-up call raised (that contender is then left out of the rounds).
+    """
     budget = BENCH_SECONDS if budget is None else budget
     live, rows = [], []
     for c in contenders:  # warm-up (first call: page faults, lazy init); drops a variant that refuses the shape

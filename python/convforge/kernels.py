@@ -407,8 +407,18 @@ def open_kernel(path, op: str = "conv2d", name: str | None = None, library: str 
 
 
 def our_algo_names(op: str) -> dict:
-    """{algo name: "CPU" / "CUDA" / "CPU and CUDA"} of our kernels for a student op: names a student
-    kernel may not take (the CUDA ones are known when convforge was built with CUDA, GPU or not)."""
+    """The names of our kernels for a student op, which a student kernel may not take.
+
+    Parameters
+    ----------
+    op : {"conv2d", "gemm", "max_pool2d", "avg_pool2d"}
+
+    Returns
+    -------
+    dict
+        {algo name: "CPU", "CUDA" or "CPU and CUDA"}; the CUDA names are known whenever convforge
+        was built with CUDA, GPU or not.
+    """
     from . import functional
 
     found = {}
