@@ -93,3 +93,104 @@ def test_every_ladder_has_a_page_with_grading_commands():
         page = (d / "README.md").read_text()
         for f in d.glob("step*"):
             assert f.name in page and "convforge grade" in page, (d, f)
+
+
+# ---- timings a student can trust ----------------------------------------------------------------
+
+def test_timing_alternates_in_one_child_with_median_spread_and_threads(monkeypatch):
+    import os
+
+    monkeypatch.setitem(G.BENCH, ("gemm", "cpu"), G._gemm(96, 96, 96))
+    monkeypatch.setenv("CONVFORGE_GRADE_BENCH_SECONDS", "0.2")  # read by the timing child
+    r = G.grade(STUDENT / "good_gemm.cpp", "gemm", n_random=0, case_names=["small_odd"])
+    assert r["status"] == "passed", G.format_report(r)
+    t = r["timing"]
+    assert t["pid"] and t["pid"] != os.getpid() and t["alternated"]
+    rows = {row["name"]: row for row in t["rows"]}
+    assert {"yours", "ours: reference", "ours: auto", "PyTorch (CPU BLAS)"} <= set(rows)
+    for row in rows.values():
+        assert row["reps"] >= G.MIN_REPS
+        assert row["min"] <= row["p10"] <= row["median"] <= row["p90"] <= row["max"]
+        assert row["seconds"] == row["median"] and isinstance(row["threads"], int) and row["threads"] >= 1
+        assert isinstance(row["wide_spread"], bool)
+    text = G.format_report(r)
+    assert "median [min-max]" in text and "threads" in text and "alternating" in text
+
+
+def test_contenders_are_timed_in_alternation():
+    order = []
+    contenders = [{"name": n, "fn": (lambda n=n: order.append(n))} for n in "abc"]
+    rows = G.time_alternating(contenders, budget=0.0, min_reps=4, max_reps=4)
+    assert [r["reps"] for r in rows] == [4, 4, 4]
+    timed = order[3:]  # after one warm-up call each
+    assert len(timed) == 12 and all(set(timed[i:i + 3]) == set("abc") for i in range(0, 12, 3))
+    assert timed[:3] != timed[3:6]  # the order rotates
+
+
+def test_wide_spread_is_flagged(monkeypatch):
+    monkeypatch.setitem(G.BENCH, ("gemm", "cpu"), G._gemm(8, 8, 8))
+    monkeypatch.setenv("CONVFORGE_GRADE_BENCH_SECONDS", "0.1")
+    r = G.grade(STUDENT / "jittery_gemm.cpp", "gemm", n_random=0, case_names=["small_odd"])
+    rows = {row["name"]: row for row in r["timing"]["rows"]}
+    assert rows["yours"]["wide_spread"] and rows["yours"]["spread"] > G.WIDE_SPREAD
+    assert "yours" in r["timing"]["wide_spread"]
+    assert "cannot be compared" in G.format_report(r)
+
+
+# ---- without torch ------------------------------------------------------------------------------
+
+def _no_torch_env(tmp_path):
+    """An environment in which `import torch` fails, as with only convforge[train] installed."""
+    import os
+    import sys
+
+    shadow = tmp_path / "no_torch"
+    (shadow / "torch").mkdir(parents=True)
+    (shadow / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow)] + [p for p in sys.path if p])
+    return env
+
+
+def test_without_torch_grades_against_our_reference_kernels_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    env = _no_torch_env(tmp_path)
+    script = ("import json, sys, convforge.grade as G\n"
+              "out = {}\n"
+              "for f, op, names in [('good_conv.cpp', 'conv2d', ['1x1', 'groups', 'dilation']),\n"
+              "                     ('wrong_conv.cpp', 'conv2d', ['1x1', 'dilation']),\n"
+              "                     ('good_pool.cpp', 'max_pool2d', ['nan_wins', 'overlapping_s1']),\n"
+              "                     ('good_gemm.cpp', 'gemm', ['leading_dims', 'linear_lenet_f6'])]:\n"
+              f"    r = G.grade({str(STUDENT)!r} + '/' + f, op, timing=False, n_random=0, case_names=names)\n"
+              "    out[f + op] = [r['status'], r['reference'], r['reference_note'], G.format_report(r)]\n"
+              "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["good_conv.cppconv2d"][0] == "passed", out["good_conv.cppconv2d"][3]
+    assert out["wrong_conv.cppconv2d"][0] == "failed"  # the reference is real, not the student's own output
+    assert out["good_pool.cppmax_pool2d"][0] == "passed", out["good_pool.cppmax_pool2d"][3]
+    assert out["good_gemm.cppgemm"][0] == "passed", out["good_gemm.cppgemm"][3]
+    for status, source, note, report in out.values():
+        assert source == "convforge" and 'pip install "convforge[grade]"' in note and note in report
+
+
+def test_without_torch_asking_for_it_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "convforge", "grade", str(STUDENT / "good_gemm.cpp"), "--op", "gemm",
+                           "--reference", "torch"], env=_no_torch_env(tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and 'pip install "convforge[grade]"' in proc.stderr
+
+
+def test_grade_extra_is_declared():
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("torch==") for d in meta["grade"])  # pinned, as in the test extra
+    assert "convforge[grade]" in (HERE.parent / "README.md").read_text()

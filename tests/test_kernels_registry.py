@@ -173,3 +173,91 @@ def test_cuda_student_conv_selected_by_algo(student, rng):
     kw = dict(stride=(2, 1), padding=(1, 2), groups=3)
     y = F.conv2d(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), algo="my_cuda_conv", **kw)
     assert rel_error(y.numpy(), F.conv2d(x, w, b, **kw)) < FWD_TOL
+
+
+def test_student_name_clashing_with_a_cuda_algo_is_refused(monkeypatch):
+    # the CUDA names are known whenever convforge was built with CUDA (GPU or not); here a stand-in
+    monkeypatch.setattr(kernels, "_cuda_algos", lambda op: [{"name": "warp_tiled"}] if op == "gemm" else [])
+    with pytest.raises(ValueError, match="'warp_tiled' is the name of one of our CUDA kernels"):
+        convforge.load_kernel(STUDENT / "good_gemm.cpp", op="gemm", name="warp_tiled")
+    assert "warp_tiled" not in kernels.student_kernels()
+    if cuda.is_compiled():  # the real table
+        with pytest.raises(ValueError, match="CUDA"):
+            convforge.load_kernel(STUDENT / "good_conv.cpp", name="implicit_v2")
+
+
+def test_student_gemm_takes_sub_matrix_views(student, rng):
+    """Views of wider buffers reach the kernel as lda/ldb/ldc, in place, leaving the gaps alone."""
+    k = student(STUDENT / "good_gemm.cpp", op="gemm")
+    A = rng.standard_normal((9, 14)).astype(np.float32)
+    B = rng.standard_normal((6, 11)).astype(np.float32)
+    C = rng.standard_normal((9, 13)).astype(np.float32)
+    before = C.copy()
+    a, b, c = A[:, 2:8], B[:, 1:8], C[:, 3:10]  # 9x6 (lda 14), 6x7 (ldb 11), 9x7 (ldc 13)
+    k.gemm(a, b, None, 0.5, 2.0, out=c)
+    expected = 0.5 * a.astype(np.float64) @ b + 2.0 * before[:, 3:10]
+    assert rel_error(c, expected) < 1e-5
+    C[:, 3:10] = before[:, 3:10]
+    np.testing.assert_array_equal(C, before)  # nothing outside the view was written
+
+
+def _lenet_step(model, x):
+    from convforge import nn, train
+
+    crit, opt = nn.CrossEntropyLoss(), nn.SGD(model.parameters(), lr=0.01)
+    loss, _ = train.train_step(model, crit, opt, x, np.array([0, 1, 2, 3]))
+    return loss, {n: p.data.copy() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("layer_kind,path,op", [
+    ("Linear", "good_gemm.cpp", "gemm"),
+    ("MaxPool2d", "good_pool.cpp", "max_pool2d"),
+    ("AvgPool2d", "good_pool.cpp", "avg_pool2d"),
+])
+def test_student_kernel_runs_lenet5_layers_forward_and_backward(student, rng, monkeypatch, layer_kind, path, op):
+    """A student GEMM in LeNet-5's fully connected layers, a student pooling file in its pooling
+    layers: the same forward output and the same training step as ours, and the student's functions
+    are the ones called (backward included)."""
+    from convforge import models, nn
+
+    k = student(STUDENT / path, op=op, name=f"my_{op}")
+    pooling = "avg" if op == "avg_pool2d" else "max"
+    x = rng.standard_normal((4, 1, 32, 32)).astype(np.float32)
+    nn.manual_seed(0)
+    ours = models.lenet5(pooling=pooling)
+    nn.manual_seed(0)
+    theirs = models.lenet5(pooling=pooling)
+    layers = [m for m in theirs.modules() if type(m).__name__ == layer_kind]
+    assert len(layers) == (3 if layer_kind == "Linear" else 2)
+    for m in layers:
+        m.algo = k.name
+    calls = []
+    for fn_name, f in list(k.functions.items()):
+        def counted(*a, _f=f, _n=fn_name):
+            calls.append(_n)
+            return _f(*a)
+        monkeypatch.setitem(k.functions, fn_name, counted)
+    assert rel_error(np.array(theirs.forward(x)), np.array(ours.forward(x))) < FWD_TOL
+    loss_ours, p_ours = _lenet_step(ours, x)
+    loss_theirs, p_theirs = _lenet_step(theirs, x)
+    assert abs(loss_ours - loss_theirs) < 1e-5 * max(1.0, abs(loss_ours))
+    for n in p_ours:
+        assert rel_error(p_theirs[n], p_ours[n]) < 1e-5, n
+    expected = {"gemm": {"convforge_gemm"}, "max_pool2d": {"convforge_max_pool2d_forward", "convforge_max_pool2d_backward"},
+                "avg_pool2d": {"convforge_avg_pool2d_forward", "convforge_avg_pool2d_backward"}}[op]
+    assert set(calls) == expected
+    if op == "gemm":  # 3 layers x (forward + dx + dw), dx of the first layer included
+        assert calls.count("convforge_gemm") >= 8
+
+
+def test_student_pool_backward_arguments_are_checked(student, rng):
+    student(STUDENT / "good_pool.cpp", op="max_pool2d", name="my_pool")
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y, idx = F.max_pool2d(x, 2, return_indices=True, algo="my_pool")
+    dy = np.ones_like(y)
+    with pytest.raises(ValueError, match="needs kernel_size"):
+        F.max_pool2d_backward(dy, idx, x.shape, algo="my_pool")
+    with pytest.raises(ValueError, match=r"indices must be flat positions h\*W \+ w in \[0, 36\)"):
+        F.max_pool2d_backward(dy, idx + 100, x.shape, 2, algo="my_pool")
+    dx = F.max_pool2d_backward(dy, idx, x.shape, 2, algo="my_pool")
+    assert rel_error(dx, F.max_pool2d_backward(dy, idx, x.shape)) == 0.0

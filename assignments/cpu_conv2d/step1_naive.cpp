@@ -7,6 +7,7 @@
 // Measure: GFLOP/s on the grader's timing shape; expect about what our reference reaches.
 // Worked solution: csrc/cpu/conv/conv2d_reference.cpp (algo="reference").
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_conv2d/solutions/step1_naive.cpp
 // Grade:  convforge grade assignments/cpu_conv2d/step1_naive.cpp --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -8,6 +8,7 @@
 // cache misses. Worked solution (register-blocked direct loops): csrc/cpu/conv/conv2d_direct_impl.h
 // (algo="direct").
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_conv2d/solutions/step2_loop_order.cpp
 // Grade:  convforge grade assignments/cpu_conv2d/step2_loop_order.cpp --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -8,6 +8,7 @@
 // tiling PQ so the column tile stays in L2. Worked solution: csrc/cpu/conv/conv2d_im2col.cpp
 // (algo="im2col"), whose GEMM is csrc/cpu/gemm/gemm_blocked.cpp.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_conv2d/solutions/step3_im2col_gemm.cpp
 // Grade:  convforge grade assignments/cpu_conv2d/step3_im2col_gemm.cpp --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

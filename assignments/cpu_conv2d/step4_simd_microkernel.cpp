@@ -9,6 +9,7 @@
 // Worked solution: csrc/cpu/gemm/gemm_microkernel_avx2.cpp (and _avx512.cpp), used by
 // csrc/cpu/conv/conv2d_implicit.cpp (algo="implicit").
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_conv2d/solutions/step4_simd_microkernel.cpp
 // Grade:  convforge grade assignments/cpu_conv2d/step4_simd_microkernel.cpp --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -9,6 +9,7 @@
 // core; compare with our fastest variant and PyTorch in the grader's table.
 // Worked solution: csrc/cpu/conv/conv2d_implicit.cpp and conv2d.cpp (algo="auto").
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_conv2d/solutions/step5_openmp.cpp
 // Grade:  convforge grade assignments/cpu_conv2d/step5_openmp.cpp --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -4,6 +4,7 @@
 // product per element. With beta == 0, do not read C (it starts as NaN in the grader).
 // Measure: GFLOP/s at 512^3. Worked solution: csrc/cpu/gemm/gemm_reference.cpp (algo="reference").
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_sgemm/solutions/step1_naive.cpp
 // Grade:  convforge grade assignments/cpu_sgemm/step1_naive.cpp --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

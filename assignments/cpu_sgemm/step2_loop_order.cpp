@@ -4,6 +4,7 @@
 // inner loop now streams a row of B and a row of C (unit stride): the compiler vectorises it.
 // Measure: GFLOP/s against step 1; try 256, 512, 1024 and watch the drop when B leaves the cache.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_sgemm/solutions/step2_loop_order.cpp
 // Grade:  convforge grade assignments/cpu_sgemm/step2_loop_order.cpp --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

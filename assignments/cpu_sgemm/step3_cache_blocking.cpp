@@ -6,6 +6,7 @@
 // Measure: GFLOP/s at 1024^3 and 2048^3 against step 2; sweep KC and MC.
 // Worked solution: the five loops of csrc/cpu/gemm/gemm_blocked.cpp, constants in gemm_config.cpp.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_sgemm/solutions/step3_cache_blocking.cpp
 // Grade:  convforge grade assignments/cpu_sgemm/step3_cache_blocking.cpp --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -6,6 +6,7 @@
 // inner loops jr (over NR panels) and ir (over MR panels) around a plain C++ MR x NR kernel.
 // Measure: GFLOP/s against step 3. Worked solution: csrc/cpu/gemm/gemm_pack.cpp.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_sgemm/solutions/step4_packing.cpp
 // Grade:  convforge grade assignments/cpu_sgemm/step4_packing.cpp --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

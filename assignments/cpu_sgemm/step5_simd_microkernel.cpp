@@ -7,6 +7,7 @@
 // Measure: % of peak in the grader; compare with ours ("blocked").
 // Worked solution: csrc/cpu/gemm/gemm_microkernel_avx2.cpp, gemm_microkernel_avx512.cpp.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_sgemm/solutions/step5_simd_microkernel.cpp
 // Grade:  convforge grade assignments/cpu_sgemm/step5_simd_microkernel.cpp --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -5,6 +5,7 @@
 // and compare with ours and PyTorch in the grader's table.
 // Worked solution: csrc/cpu/gemm/gemm_blocked.cpp (OpenMP over ic and columns).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cpu_sgemm/solutions/step6_openmp.cpp
 // Grade:  convforge grade assignments/cpu_sgemm/step6_openmp.cpp --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

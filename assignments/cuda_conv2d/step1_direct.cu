@@ -6,6 +6,7 @@
 // Measure: GFLOP/s on the grader's shape (a VGG conv2-like layer, N=16). Worked solution:
 // "reference" in csrc/cuda/conv2d_kernels.cu (~0.85 TFLOP/s on an H100).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_conv2d/solutions/step1_direct.cu
 // Grade:  convforge grade assignments/cuda_conv2d/step1_direct.cu --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

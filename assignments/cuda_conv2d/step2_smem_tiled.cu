@@ -8,6 +8,7 @@
 // Worked solution: "direct" in csrc/cuda/conv2d_kernels.cu (8 output channels per thread; ~2.6
 // TFLOP/s on an H100).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_conv2d/solutions/step2_smem_tiled.cu
 // Grade:  convforge grade assignments/cuda_conv2d/step2_smem_tiled.cu --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -5,9 +5,10 @@
 // with cudaMemcpyToSymbolAsync(..., cudaMemcpyDeviceToDevice, stream) and read them from there;
 // fall back to global memory (step 2) when they do not fit (VGG's larger layers).
 // Measure: GFLOP/s against step 2 on LeNet-sized layers (where the weights fit).
-// Worked solution: none in our tree (our kernels keep weights in shared memory or registers);
+// Our tree has no such kernel (ours keep weights in shared memory or registers);
 // compare with step 2 and "direct".
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_conv2d/solutions/step3_constant_weights.cu
 // Grade:  convforge grade assignments/cuda_conv2d/step3_constant_weights.cu --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -9,6 +9,7 @@
 // Worked solution: csrc/cuda/conv2d_implicit_gemm.cu ("implicit"; ~16-21 TFLOP/s, 0.5x cuDNN on
 // VGG layers on an H100) and its step 2, conv2d_implicit_gemm_v2.cu.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_conv2d/solutions/step4_implicit_gemm.cu
 // Grade:  convforge grade assignments/cuda_conv2d/step4_implicit_gemm.cu --op conv2d
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -7,6 +7,7 @@
 // "reference" in csrc/cuda/gemm_kernels.cu; on an H100 about 1-2 TFLOP/s
 // (benchmarks/results/cuda_h100_2026-11-26_run1.md).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_sgemm/solutions/step1_naive.cu
 // Grade:  convforge grade assignments/cuda_sgemm/step1_naive.cu --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

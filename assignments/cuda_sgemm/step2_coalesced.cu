@@ -5,6 +5,7 @@
 // Measure: GFLOP/s against step 1 (Nsight Compute: global load efficiency).
 // Worked solution: step 2 "coalesced" in csrc/cuda/gemm_kernels.cu (~5 TFLOP/s on an H100).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_sgemm/solutions/step2_coalesced.cu
 // Grade:  convforge grade assignments/cuda_sgemm/step2_coalesced.cu --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -6,6 +6,7 @@
 // Measure: GFLOP/s against step 2; shared-memory bank conflicts in Nsight Compute.
 // Worked solution: step 3 "smem_tiled" in csrc/cuda/gemm_kernels.cu (~7 TFLOP/s on an H100).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_sgemm/solutions/step3_smem_tiles.cu
 // Grade:  convforge grade assignments/cuda_sgemm/step3_smem_tiles.cu --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

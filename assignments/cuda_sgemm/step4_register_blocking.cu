@@ -7,6 +7,7 @@
 // Worked solution: step 4 "register_blocked" in csrc/cuda/gemm_kernels.cu (~35 TFLOP/s, 53% of
 // the H100's fp32 peak at 4096^3).
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_sgemm/solutions/step4_register_blocking.cu
 // Grade:  convforge grade assignments/cuda_sgemm/step4_register_blocking.cu --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

@@ -6,6 +6,7 @@
 // Measure: GFLOP/s and instructions issued against step 4.
 // Worked solution: the float4 paths of step 4 in csrc/cuda/gemm_kernels.cu.
 //
+// Standalone worked solution (open it after your own attempt): assignments/cuda_sgemm/solutions/step5_vectorised.cu
 // Grade:  convforge grade assignments/cuda_sgemm/step5_vectorised.cu --op gemm
 // Handed out, this file compiles and leaves the output unwritten, so the grader fails it
 // (every output starts as NaN) until the TODOs are done.

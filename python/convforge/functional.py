@@ -167,8 +167,15 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return (y, idx) if return_indices else y
 
 
-def max_pool2d_backward(grad_out, indices, input_shape):
-    """Gradient of max_pool2d: grad_out scattered to the positions in indices (from return_indices=True)."""
+def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, *, algo="auto"):
+    """Gradient of max_pool2d: grad_out scattered (summed) to the positions in indices (from
+    return_indices=True), as ``torch.ops.aten.max_pool2d_with_indices_backward``.
+
+    The window arguments are needed only by a student kernel (``algo=`` naming one loaded with
+    ``convforge.load_kernel(..., op="max_pool2d")`` that defines ``convforge_max_pool2d_backward``),
+    which gets the pooling geometry; ours needs only the indices. A student kernel without a backward
+    falls back to ours."""
     op = "max_pool2d_backward"
     grad_out = chk.float_array(op, "grad_out", grad_out, 4)
     indices = chk.index_array(op, "indices", indices, 4)
@@ -177,6 +184,19 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     if tuple(input_shape[:2]) != tuple(grad_out.shape[:2]):
         raise ValueError(f"{op}: input_shape {input_shape} and grad_out shape {tuple(grad_out.shape)} "
                          f"must agree in batch and channels")
+    k = _student_kernels.get(algo)
+    if k is not None and k.has("convforge_max_pool2d_backward"):
+        if kernel_size is None:
+            raise ValueError(f"{op}: algo={algo!r} is a student kernel, which needs kernel_size (and the "
+                             f"stride, padding, dilation, ceil_mode of the forward pass)")
+        g = _pool_geometry(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode)
+        chk.same_shape(op, "grad_out", grad_out, (g.N, g.C, g.P, g.Q), "max_pool2d's output shape for input_shape")
+        backend_for(op, grad_out=grad_out, indices=indices)
+        if isinstance(indices, np.ndarray) and indices.size and (indices.min() < 0 or indices.max() >= g.H * g.W):
+            raise ValueError(f"{op}: indices must be flat positions h*W + w in [0, {g.H * g.W}) of an input plane "
+                             f"(from max_pool2d(..., return_indices=True)), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+        return k.max_pool2d_backward(grad_out, indices, g)
     return backend_for(op, grad_out=grad_out, indices=indices).max_pool2d_backward(grad_out, indices, list(input_shape))
 
 
@@ -192,14 +212,19 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True):
-    """Gradient of avg_pool2d with respect to its input of shape input_shape."""
+                        count_include_pad=True, *, algo="auto"):
+    """Gradient of avg_pool2d with respect to its input of shape input_shape; ``algo=`` naming a student
+    kernel that defines ``convforge_avg_pool2d_backward`` runs it (else ours)."""
     op = "avg_pool2d_backward"
     grad_out = chk.float_array(op, "grad_out", grad_out, 4)
     input_shape = chk.shape4(op, "input_shape", input_shape)
     g = _pool_geometry(op, input_shape, kernel_size, stride, padding, 1, ceil_mode)
     chk.same_shape(op, "grad_out", grad_out, (g.N, g.C, g.P, g.Q), "avg_pool2d's output shape for input_shape")
-    return backend_for(op, grad_out=grad_out).avg_pool2d_backward(grad_out, g, bool(count_include_pad))
+    be = backend_for(op, grad_out=grad_out)
+    k = _student_kernels.get(algo)
+    if k is not None and k.has("convforge_avg_pool2d_backward"):
+        return k.avg_pool2d_backward(grad_out, g, bool(count_include_pad))
+    return be.avg_pool2d_backward(grad_out, g, bool(count_include_pad))
 
 
 def adaptive_avg_pool2d(x, output_size, *, algo="auto"):
@@ -432,7 +457,11 @@ def linear(x, weight, bias=None, *, algo="auto"):
         chk.same_shape(op, "bias", bias, (out_f,), "one value per output feature")
     x2 = _rows(op, "x", x, in_f)
     be = backend_for(op, x=x2, weight=weight, bias=bias)
-    y = be.linear_forward(x2, weight, bias, _gemm_algo(be, algo, x2, weight, False, True))
+    if algo in _student_kernels:  # a student GEMM: y = x @ weight.T + 1 * (bias in every row)
+        c = None if bias is None else np.broadcast_to(bias, (x2.shape[0], out_f))
+        y = gemm(x2, weight, c, beta=1.0, trans_b=True, algo=algo)
+    else:
+        y = be.linear_forward(x2, weight, bias, _gemm_algo(be, algo, x2, weight, False, True))
     return y if x.ndim == 2 else y.reshape(*x.shape[:-1], out_f)
 
 
@@ -449,9 +478,14 @@ def linear_backward(grad_out, x, weight, *, algo="auto", output_mask=(True, True
         raise ValueError(f"{op}: grad_out {tuple(grad_out.shape)} and x {tuple(x.shape)} must have the same leading dimensions")
     be = backend_for(op, grad_out=g2, x=x2, weight=weight)
     need_dx, need_dw, need_db = (bool(m) for m in output_mask)
-    gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, _gemm_algo(be, algo, g2, weight, False, False)) \
-        if need_dx else None
-    gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, _gemm_algo(be, algo, g2, x2, True, False)) if need_dw else None
+    if algo in _student_kernels:  # a student GEMM (transposed operands copied, see gemm)
+        gx = gemm(g2, weight, algo=algo) if need_dx else None
+        gw = gemm(g2, x2, trans_a=True, algo=algo) if need_dw else None
+    else:
+        gx = be.gemm(g2, weight, None, 1.0, 0.0, False, False, _gemm_algo(be, algo, g2, weight, False, False)) \
+            if need_dx else None
+        gw = be.gemm(g2, x2, None, 1.0, 0.0, True, False, _gemm_algo(be, algo, g2, x2, True, False)) \
+            if need_dw else None
     gb = be.sum_rows(g2) if need_db else None
     return (gx if gx is None or x.ndim == 2 else gx.reshape(x.shape)), gw, gb
 

@@ -1,17 +1,25 @@
 """The grader: a student kernel file against PyTorch, then against our kernel ladder.
 
-    convforge grade my_conv.cpp --op conv2d [--device cpu|cuda] [--seed N] [--json]
+    convforge grade my_conv.cpp --op conv2d [--device cpu|cuda] [--seed N] [--json] [--reference R]
 
 1. compiles the file (``convforge.kernels.compile_kernel``; compiler errors are shown verbatim);
 2. runs the op's correctness suite in a child process with a time limit per case, so that a
    segfault or a hang is reported as such: the shape grid of our tests (1x1, kernel == padded
    input, stride > kernel, asymmetric padding, dilation, groups, depthwise, batch 1, odd sizes,
-   LeNet-5 and VGG-16 layers) plus random shapes drawn from ``--seed``. Outputs start as NaN, so an
-   element the kernel never writes is caught. Each case reports its relative error
-   ||out - ref|| / ||ref|| against PyTorch in float64 and, when wrong, the first wrong index with
-   the expected and actual values. conv2d's backward is graded too where the file defines it;
-3. when every case passes, times the kernel against our reference and fastest variants (and
-   PyTorch: oneDNN on the CPU, cuDNN/cuBLAS on a GPU) with GFLOP/s and % of the device's peak.
+   LeNet-5 and VGG-16 layers) plus random shapes drawn from ``--seed``. Every parameter that
+   ``convforge/student.h`` documents is exercised by a case whose answer is wrong if it is ignored:
+   GEMM operands are sub-matrix views (lda, ldb, ldc larger than the rows and all different; the
+   elements between C's rows must stay untouched), C holds data when beta != 0, pooling has
+   asymmetric strides, padding and dilation, ties, NaNs and a max without indices. Outputs start
+   as NaN, so an element the kernel never writes is caught. Each case reports its relative error
+   ||out - ref|| / ||ref|| and, when wrong, the first wrong index with the expected and actual
+   values. Backward passes are graded where the file defines them (conv2d data/weight, pooling),
+   and a GEMM is graded inside ``F.linear`` / ``F.linear_backward`` as nn.Linear uses it;
+3. expected values come from PyTorch in float64, or, when torch is not installed, from our own
+   reference kernels (the report says which; ``pip install "convforge[grade]"`` adds torch);
+4. when every case passes, times the kernel against each of our variants and PyTorch, all in one
+   child process, alternating, after a warm-up each: median, min-max, p10-p90, repeats, threads,
+   GFLOP/s and % of the device's peak; a run whose spread is too wide to compare is flagged.
 
 ``grade(path, op, ...)`` returns the same result as a dict (``--json`` prints it).
 """
@@ -54,37 +62,61 @@ CONV_CASES = {
     "vgg_conv2_2": (1, 128, 8, 8, 128, 3, 3, 1, 1, 1, 1),
     "vgg_conv5_2": (1, 512, 3, 3, 512, 3, 3, 1, 1, 1, 1),
 }
-# name: (M, N, K, alpha, beta): beta == 0 leaves C poisoned (write-only), as in BLAS
+def _gemm(M, N, K, alpha=1.0, beta=0.0, pad=(0, 0, 0)):
+    """A GEMM case: C (M x N) = alpha A (M x K) B (K x N) + beta C. pad = extra elements per row of
+    the buffers A, B and C are views of (lda = K + pad[0], ldb = N + pad[1], ldc = N + pad[2])."""
+    return {"M": M, "N": N, "K": K, "alpha": alpha, "beta": beta, "pad": list(pad)}
+
+
+# beta == 0 leaves C poisoned (write-only, as in BLAS); beta != 0 gives C data to read and scale.
 GEMM_CASES = {
-    "1x1x1": (1, 1, 1, 1.0, 0.0),
-    "small_odd": (7, 5, 3, 1.0, 0.0),
-    "square_64": (64, 64, 64, 1.0, 0.0),
-    "edges_65x33x17": (65, 33, 17, 1.0, 0.0),
-    "column": (128, 1, 300, 1.0, 0.0),
-    "row": (1, 128, 77, 1.0, 0.0),
-    "tall_k": (31, 97, 130, 1.0, 0.0),
-    "alpha_beta": (45, 70, 29, 0.5, 2.0),
-    "lenet_fc": (120, 64, 400, 1.0, 0.0),
-    "vgg_block": (200, 256, 288, 1.0, 0.0),
+    "1x1x1": _gemm(1, 1, 1),
+    "small_odd": _gemm(7, 5, 3),
+    "square_64": _gemm(64, 64, 64),
+    "edges_65x33x17": _gemm(65, 33, 17),
+    "column": _gemm(128, 1, 300),
+    "row": _gemm(1, 128, 77),
+    "tall_k": _gemm(31, 97, 130),
+    "alpha_beta": _gemm(45, 70, 29, 0.5, 2.0),
+    "leading_dims": _gemm(23, 19, 17, pad=(5, 3, 7)),             # lda, ldb, ldc all different
+    "leading_dims_alpha_beta": _gemm(30, 41, 13, -0.75, 0.5, pad=(2, 9, 4)),
+    "lenet_fc": _gemm(120, 64, 400),
+    "vgg_block": _gemm(200, 256, 288),
 }
-# name: (N, C, H, W, kernel, stride, padding, dilation, ceil_mode, count_include_pad)
+# GEMM as nn.Linear uses it (x @ W^T + b through F.linear and F.linear_backward with algo=yours):
+# name: (rows, in_features, out_features, bias); forward and backward are graded.
+LINEAR_CASES = {
+    "linear_lenet_f5": (8, 400, 120, True),
+    "linear_lenet_f6": (8, 120, 84, True),
+    "linear_lenet_out_no_bias": (3, 84, 10, False),
+}
+# name: (N, C, H, W, kernel, stride, padding, dilation, ceil_mode, count_include_pad[, extras]);
+# extras: {"input": "ties" | "nan"} (inputs with ties or NaNs), {"indices": False} (max without indices)
 POOL_CASES = {
     "2x2_s2": (2, 3, 8, 8, 2, 2, 0, 1, False, True),
     "odd_input": (1, 4, 9, 11, 2, 2, 0, 1, False, True),
     "3x3_s2_pad1": (2, 5, 13, 12, 3, 2, 1, 1, False, True),
     "3x3_s2_pad1_no_pad_count": (2, 5, 13, 12, 3, 2, 1, 1, False, False),
     "ceil_mode": (1, 3, 10, 7, 3, 2, 1, 1, True, True),
+    "ceil_mode_no_pad_count": (1, 3, 10, 7, 3, 2, 1, 1, True, False),
     "overlapping_s1": (2, 2, 7, 9, (3, 2), 1, (1, 0), 1, False, True),
+    "asym_stride_padding": (2, 3, 11, 13, (3, 2), (2, 1), (1, 0), 1, False, True),
     "dilation": (1, 3, 12, 12, 3, 1, 1, 2, False, True),
+    "asym_dilation": (1, 2, 12, 13, 3, 1, 1, (2, 1), False, True),
+    "ties_first_wins": (2, 3, 8, 9, 3, 2, 1, 1, False, True, {"input": "ties"}),
+    "nan_wins": (1, 2, 8, 10, 2, 2, 0, 1, False, True, {"input": "nan"}),
+    "max_without_indices": (2, 3, 8, 8, 2, 2, 0, 1, False, True, {"indices": False}),
     "lenet_s2": (4, 6, 28, 28, 2, 2, 0, 1, False, True),
     "alexnet_3x3_s2": (1, 64, 55, 55, 3, 2, 0, 1, False, True),
 }
+_MAX_ONLY = {"dilation", "asym_dilation", "nan_wins", "max_without_indices"}
+_AVG_ONLY = {"3x3_s2_pad1_no_pad_count", "ceil_mode_no_pad_count"}
 # One timing shape per op and device: big enough to measure, small enough for the reference loops.
 BENCH = {
     ("conv2d", "cpu"): (2, 64, 28, 28, 64, 3, 3, 1, 1, 1, 1),
     ("conv2d", "cuda"): (16, 128, 56, 56, 128, 3, 3, 1, 1, 1, 1),
-    ("gemm", "cpu"): (512, 512, 512, 1.0, 0.0),
-    ("gemm", "cuda"): (4096, 4096, 4096, 1.0, 0.0),
+    ("gemm", "cpu"): _gemm(512, 512, 512),
+    ("gemm", "cuda"): _gemm(4096, 4096, 4096),
     ("max_pool2d", "cpu"): (8, 64, 56, 56, 3, 2, 1, 1, False, True),
     ("max_pool2d", "cuda"): (64, 128, 112, 112, 3, 2, 1, 1, False, True),
     ("avg_pool2d", "cpu"): (8, 64, 56, 56, 3, 2, 1, 1, False, True),
@@ -118,8 +150,9 @@ def _random_pool(rng):
             bool(rng.integers(0, 2)))
 
 
-def cases(op: str, seed: int = 0, n_random: int = 6) -> list:
-    """The correctness suite of op: [(name, spec)], the fixed grid then n_random shapes from seed."""
+def cases(op: str, seed: int = 0, n_random: int = 6, device: str = "cpu") -> list:
+    """The correctness suite of op: [(name, spec)], the fixed grid then n_random shapes from seed.
+    gemm's suite includes nn.Linear's use of the GEMM (forward and backward) on the CPU."""
     rng = np.random.default_rng(seed)
     if op == "conv2d":
         out = list(CONV_CASES.items()) + [(f"random_{i}", _random_conv(rng)) for i in range(n_random)]
@@ -127,12 +160,13 @@ def cases(op: str, seed: int = 0, n_random: int = 6) -> list:
         rand = []
         for i in range(n_random):
             M, N, K = (int(v) for v in rng.integers(1, 160, size=3))
-            rand.append((f"random_{i}", (M, N, K, 1.0, float(rng.choice([0.0, 0.0, 1.5])))))
-        out = list(GEMM_CASES.items()) + rand
+            pad = [int(v) for v in rng.integers(0, 5, size=3)]
+            rand.append((f"random_{i}", _gemm(M, N, K, 1.0, float(rng.choice([0.0, 0.0, 1.5])), pad)))
+        linear = ([(name, {"linear": list(v)}) for name, v in LINEAR_CASES.items()] if device == "cpu" else [])
+        out = list(GEMM_CASES.items()) + linear + rand
     elif op in ("max_pool2d", "avg_pool2d"):
-        grid = [(k, v) for k, v in POOL_CASES.items() if not (op == "avg_pool2d" and v[7] != 1)]
-        if op == "max_pool2d":
-            grid = [(k, v) for k, v in grid if not k.endswith("no_pad_count")]
+        skip = _AVG_ONLY if op == "max_pool2d" else _MAX_ONLY
+        grid = [(k, v) for k, v in POOL_CASES.items() if k not in skip]
         out = grid + [(f"random_{i}", _random_pool(rng)) for i in range(n_random)]
     else:
         raise ValueError(f"grade: op must be one of {sorted(kernels.OPS)}, got {op!r}")
@@ -146,7 +180,7 @@ def _conv_kw(spec):
 
 
 def _pool_kw(op, spec):
-    N, C, H, W, k, s, p, d, ceil, cip = spec
+    N, C, H, W, k, s, p, d, ceil, cip = spec[:10]
     kw = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil)
     if op == "max_pool2d":
         kw["dilation"] = d
@@ -155,19 +189,42 @@ def _pool_kw(op, spec):
     return (N, C, H, W), kw
 
 
+def _pool_extras(spec) -> dict:
+    return dict(spec[10]) if len(spec) > 10 else {}
+
+
+def _pool_geom(op, spec):
+    from . import functional as F
+
+    xs, kw = _pool_kw(op, spec)
+    return F._pool_geometry(op, xs, kw["kernel_size"], kw["stride"], kw["padding"], kw.get("dilation", 1),
+                            kw["ceil_mode"])
+
+
 def describe(op, spec) -> str:
     if op == "conv2d":
         xs, ws, kw = _conv_kw(spec)
         return (f"x{xs} w{ws} stride={kw['stride']} padding={kw['padding']!r} dilation={kw['dilation']} "
-                f"groups={kw['groups']}").replace(" ", " ")
+                f"groups={kw['groups']}")
     if op == "gemm":
-        M, N, K, a, b = spec
-        return f"M={M} N={N} K={K} alpha={a} beta={b}"
+        if "linear" in spec:
+            rows, fin, fout, bias = spec["linear"]
+            return f"F.linear x({rows}, {fin}) weight({fout}, {fin}) bias={bias}, forward and backward"
+        s = f"M={spec['M']} N={spec['N']} K={spec['K']} alpha={spec['alpha']} beta={spec['beta']}"
+        pa, pb, pc = spec["pad"]
+        if pa or pb or pc:
+            s += f" lda={spec['K'] + pa} ldb={spec['N'] + pb} ldc={spec['N'] + pc}"
+        return s
     xs, kw = _pool_kw(op, spec)
-    return f"x{xs} " + " ".join(f"{k}={v}" for k, v in kw.items())
+    extras = _pool_extras(spec)
+    return f"x{xs} " + " ".join(f"{k}={v}" for k, v in kw.items()) + "".join(
+        f" {k}={v}" for k, v in extras.items())
 
 
-def _make_inputs(op, spec, seed, with_backward):
+SENTINEL = -777.0  # the elements between C's rows (ldc > N): a kernel must leave them as they are
+
+
+def _make_inputs(op, spec, seed):
     rng = np.random.default_rng(seed)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     if op == "conv2d":
@@ -177,53 +234,149 @@ def _make_inputs(op, spec, seed, with_backward):
             d["bias"] = f(ws[0])
         return d
     if op == "gemm":
-        M, N, K, _, beta = spec
-        d = {"a": f(M, K), "b": f(K, N)}
-        if beta != 0.0:
-            d["c"] = f(M, N)
-        return d
+        if "linear" in spec:
+            rows, fin, fout, bias = spec["linear"]
+            d = {"x": f(rows, fin), "w": f(fout, fin)}
+            if bias:
+                d["bias"] = f(fout)
+            return d
+        M, N, K = spec["M"], spec["N"], spec["K"]
+        pa, pb, pc = spec["pad"]
+        c = np.full((M, N + pc), SENTINEL, dtype=np.float32)
+        c[:, :N] = f(M, N) if spec["beta"] != 0.0 else np.nan  # beta == 0: C is write-only
+        return {"a_buf": f(M, K + pa), "b_buf": f(K, N + pb), "c_buf": c}
     xs, _ = _pool_kw(op, spec)
-    return {"x": f(*xs)}
+    x = f(*xs)
+    kind = _pool_extras(spec).get("input")
+    if kind == "ties":  # a few distinct values: many ties, the first in window order must win
+        x = np.round(x).astype(np.float32)
+    elif kind == "nan":  # at most one NaN per 2 x 2 block (the case's windows), anywhere in it: it wins
+        n, c, h, w = np.nonzero(rng.random((xs[0], xs[1], xs[2] // 2, xs[3] // 2)) < 0.3)
+        at = rng.integers(0, 4, size=n.size)
+        x[n, c, 2 * h + at // 2, 2 * w + at % 2] = np.nan
+    return {"x": x}
 
 
-def _reference(op, spec, inp, dy=None):
-    """PyTorch in float64: the expected outputs."""
+def _gemm_views(spec, inp):
+    """A (M x K) and B (K x N) as views of their wider buffers, and C's whole buffer."""
+    return inp["a_buf"][:, :spec["K"]], inp["b_buf"][:, :spec["N"]], inp["c_buf"]
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported (the grader's default reference)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+INSTALL_HINT = 'pip install "convforge[grade]"'
+
+
+def _reference(op, spec, inp, dy=None, source="torch"):
+    """The expected outputs: PyTorch in float64 (source "torch"), or without it our reference kernels
+    in float32 (numpy in float64 for gemm and linear) (source "convforge")."""
+    if op == "gemm":  # numpy in float64 either way: plain matrix products
+        d = {k: v.astype(np.float64) for k, v in inp.items()}
+        if "linear" in spec:
+            y = d["x"] @ d["w"].T + (d["bias"] if "bias" in d else 0.0)
+            out = {"y": y}
+            if dy is not None:
+                g = dy.astype(np.float64)
+                out.update(dx=g @ d["w"], dw=g.T @ d["x"])
+                if "bias" in d:
+                    out["db"] = g.sum(axis=0)
+            return out
+        a, b, c = _gemm_views(spec, d)
+        N = spec["N"]
+        y = spec["alpha"] * (a @ b)
+        if spec["beta"] != 0.0:
+            y = y + spec["beta"] * c[:, :N]
+        out = {"y": y}
+        if c.shape[1] > N:
+            out["C_between_rows"] = c[:, N:]
+        return out
+    if source == "torch":
+        return _reference_torch(op, spec, inp, dy)
+    return _reference_ours(op, spec, inp, dy)
+
+
+def _reference_torch(op, spec, inp, dy):
     import warnings
 
     import torch
     import torch.nn.functional as TF
 
     warnings.filterwarnings("ignore", message=".*padding='same'.*")
-    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=(op == "conv2d")) for k, v in inp.items()}
+    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=dy is not None) for k, v in inp.items()}
+    g = None if dy is None else torch.tensor(dy, dtype=torch.float64)
     if op == "conv2d":
         _, _, kw = _conv_kw(spec)
         y = TF.conv2d(t["x"], t["w"], t.get("bias"), **kw)
         out = {"y": y.detach().numpy()}
-        if dy is not None:
-            y.backward(torch.tensor(dy, dtype=torch.float64))
+        if g is not None:
+            y.backward(g)
             out.update(dx=t["x"].grad.numpy(), dw=t["w"].grad.numpy())
             if "bias" in t:
                 out["db"] = t["bias"].grad.numpy()
         return out
-    if op == "gemm":
-        M, N, K, alpha, beta = spec
-        y = alpha * (t["a"] @ t["b"])
-        if "c" in t:
-            y = y + beta * t["c"]
-        return {"y": y.numpy()}
     _, kw = _pool_kw(op, spec)
     if op == "max_pool2d":
         y, idx = TF.max_pool2d(t["x"], return_indices=True, **kw)
-        return {"y": y.numpy(), "indices": idx.numpy()}
-    return {"y": TF.avg_pool2d(t["x"], **kw).numpy()}
+        out = {"y": y.detach().numpy(), "indices": idx.numpy()}
+    else:
+        y = TF.avg_pool2d(t["x"], **kw)
+        out = {"y": y.detach().numpy()}
+    if g is not None:
+        y.backward(g)
+        out["dx"] = t["x"].grad.numpy()
+    return out
+
+
+def _reference_ours(op, spec, inp, dy):
+    from . import functional as F
+
+    if op == "conv2d":
+        _, _, kw = _conv_kw(spec)
+        out = {"y": F.conv2d(inp["x"], inp["w"], inp.get("bias"), algo="reference", **kw)}
+        if dy is not None:
+            dx, dw, db = F.conv2d_backward(dy, inp["x"], inp["w"], algo="reference",
+                                           output_mask=(True, True, "bias" in inp), **kw)
+            out.update(dx=dx, dw=dw)
+            if "bias" in inp:
+                out["db"] = db
+        return out
+    xs, kw = _pool_kw(op, spec)
+    if op == "max_pool2d":
+        y, idx = F.max_pool2d(inp["x"], return_indices=True, algo="reference", **kw)
+        out = {"y": y, "indices": idx}
+        if dy is not None:
+            out["dx"] = F.max_pool2d_backward(dy, idx, xs)
+        return out
+    out = {"y": F.avg_pool2d(inp["x"], algo="reference", **kw)}
+    if dy is not None:
+        out["dx"] = F.avg_pool2d_backward(dy, xs, kw["kernel_size"], kw["stride"], kw["padding"], kw["ceil_mode"],
+                                          kw["count_include_pad"])
+    return out
+
+
+def _nan_mismatch(out, ref):
+    """Positions where exactly one of out and ref is NaN (a NaN the reference has must be there too)."""
+    return np.isnan(out) != np.isnan(ref)
 
 
 def rel_error(out, ref) -> float:
-    """||out - ref|| / ||ref|| in float64; inf when out has NaN or Inf (e.g. an unwritten element)."""
+    """||out - ref|| / ||ref|| in float64 over the elements where ref is a number; inf when out has NaN
+    or Inf there (e.g. an unwritten element) or is not NaN where ref is (max pooling: NaN wins)."""
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if out.shape != ref.shape:
         return float("inf")
+    if np.any(_nan_mismatch(out, ref)):
+        return float("inf")
+    num = ~np.isnan(ref)
+    out, ref = out[num], ref[num]
     if not np.all(np.isfinite(out)):
         return float("inf")
     denom = np.linalg.norm(ref)
@@ -231,20 +384,21 @@ def rel_error(out, ref) -> float:
 
 
 def first_wrong(out, ref) -> dict:
-    """The first element (row-major) that is not finite or off by more than 1e-3 relative plus
-    1e-4 of the output's RMS; else the element with the largest error."""
+    """The first element (row-major) that is not finite (or not NaN where ref is) or off by more than
+    1e-3 relative plus 1e-4 of the output's RMS; else the element with the largest error."""
     out64 = np.asarray(out, dtype=np.float64)
     ref64 = np.asarray(ref, dtype=np.float64)
-    scale = float(np.sqrt(np.mean(ref64 ** 2))) if ref64.size else 0.0
+    num = ~np.isnan(ref64)
+    scale = float(np.sqrt(np.mean(ref64[num] ** 2))) if num.any() else 0.0
     with np.errstate(invalid="ignore"):
         err = np.abs(out64 - ref64)
-        bad = ~np.isfinite(out64) | (err > 1e-3 * np.abs(ref64) + 1e-4 * scale)
+        bad = _nan_mismatch(out64, ref64) | (num & (~np.isfinite(out64) | (err > 1e-3 * np.abs(ref64) + 1e-4 * scale)))
     flat = np.flatnonzero(bad)
-    i = int(flat[0]) if flat.size else int(np.nanargmax(np.where(np.isfinite(err), err, np.inf)))
+    i = int(flat[0]) if flat.size else int(np.nanargmax(np.where(np.isfinite(err), err, -1.0)))
     idx = tuple(int(v) for v in np.unravel_index(i, ref64.shape))
     got = float(out64.flat[i])
     return {"index": list(idx), "expected": float(ref64.flat[i]), "actual": got,
-            "wrong_elements": int(flat.size), "never_written": bool(np.isnan(got))}
+            "wrong_elements": int(flat.size), "never_written": bool(np.isnan(got) and not np.isnan(ref64.flat[i]))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,11 +431,14 @@ def _sync(device):
         cuda.synchronize()
 
 
+_GRADED = "__graded__"  # the algo name the child registers the student kernel under (F.linear)
+
+
 def _run_case(k, op, device, spec, inp, dy):
     """Runs the student's kernel on one case with poisoned outputs; returns host arrays."""
     from . import functional as F
 
-    d = {name: _to_dev(device, v) for name, v in inp.items()}
+    d = {name: _to_dev(device, v) for name, v in inp.items() if not name.startswith("__")}
     out = {}
     if op == "conv2d":
         xs, ws, kw = _conv_kw(spec)
@@ -303,70 +460,269 @@ def _run_case(k, op, device, spec, inp, dy):
             out["dw"] = _from_dev(device, dw)
             if db is not None:
                 out["db"] = _from_dev(device, db)
-    elif op == "gemm":
-        M, N, K, alpha, beta = spec
-        c = d.get("c")
-        y = c if c is not None else _poisoned(device, (M, N))
-        k.gemm(d["a"], d["b"], None, alpha, beta if c is not None else 0.0, out=y)
+    elif op == "gemm" and "linear" in spec:  # through F.linear / F.linear_backward, as nn.Linear calls them
+        F._student_kernels[_GRADED] = k
+        try:
+            out["y"] = F.linear(d["x"], d["w"], d.get("bias"), algo=_GRADED)
+            if dy is not None:
+                dx, dw, db = F.linear_backward(dy, d["x"], d["w"], algo=_GRADED)
+                out.update(dx=dx, dw=dw)
+                if "bias" in d:
+                    out["db"] = db
+        finally:
+            F._student_kernels.pop(_GRADED, None)
+    elif op == "gemm":  # views of wider buffers: lda, ldb, ldc larger than the rows, all different
+        M, N, K = spec["M"], spec["N"], spec["K"]
+        c = d["c_buf"]
+        k._call("convforge_gemm", M, N, K, float(spec["alpha"]), k._ptr(d["a_buf"]), int(inp["a_buf"].shape[1]),
+                k._ptr(d["b_buf"]), int(inp["b_buf"].shape[1]), float(spec["beta"]), k._ptr(c),
+                int(inp["c_buf"].shape[1]), like=d["a_buf"])
         _sync(device)
-        out["y"] = _from_dev(device, y)
+        c = _from_dev(device, c)
+        out["y"] = c[:, :N]
+        if c.shape[1] > N:
+            out["C_between_rows"] = c[:, N:]
     else:
-        xs, kw = _pool_kw(op, spec)
-        g = F._pool_geometry(op, xs, kw["kernel_size"], kw["stride"], kw["padding"], kw.get("dilation", 1),
-                             kw["ceil_mode"])
+        g = _pool_geom(op, spec)
         y = _poisoned(device, (g.N, g.C, g.P, g.Q))
         if op == "max_pool2d":
-            idx = _poisoned(device, (g.N, g.C, g.P, g.Q), np.int64)
-            k.max_pool2d_forward(d["x"], g, True, y=y, indices=idx)
+            want = _pool_extras(spec).get("indices", True)
+            idx = _poisoned(device, (g.N, g.C, g.P, g.Q), np.int64) if want else None
+            k.max_pool2d_forward(d["x"], g, want, y=y, indices=idx)
             _sync(device)
-            out["indices"] = _from_dev(device, idx)
+            if want:
+                out["indices"] = _from_dev(device, idx)
+            if dy is not None and k.has("convforge_max_pool2d_backward"):  # from the reference's indices
+                dx = _poisoned(device, (g.N, g.C, g.H, g.W))
+                k.max_pool2d_backward(_to_dev(device, dy), _to_dev(device, inp["__indices"]), g, dx=dx)
+                _sync(device)
+                out["dx"] = _from_dev(device, dx)
         else:
+            _, kw = _pool_kw(op, spec)
             k.avg_pool2d_forward(d["x"], g, kw["count_include_pad"], y=y)
             _sync(device)
+            if dy is not None and k.has("convforge_avg_pool2d_backward"):
+                dx = _poisoned(device, (g.N, g.C, g.H, g.W))
+                k.avg_pool2d_backward(_to_dev(device, dy), g, kw["count_include_pad"], dx=dx)
+                _sync(device)
+                out["dx"] = _from_dev(device, dx)
         out["y"] = _from_dev(device, y)
     return out
 
 
-def _time_call(fn, device, budget=0.4, max_reps=20) -> float:
-    """Best (minimum) seconds of fn() after one warm-up, the least noisy on a shared machine;
-    fewer repeats for slow kernels."""
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    first = time.perf_counter() - t0
-    reps = max(1, min(max_reps, int(budget / max(first, 1e-6))))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(min(times))
+# Timing: every contender (yours, each of ours, PyTorch) in the same child process, in alternation
+# (round-robin, the order rotated every round), after a warm-up call each, until the time budget is
+# spent: at least MIN_REPS and at most MAX_REPS calls each. The median is the number reported, with
+# min-max and p10-p90; a spread (p90 - p10) / median above WIDE_SPREAD is flagged.
+BENCH_SECONDS = float(os.environ.get("CONVFORGE_GRADE_BENCH_SECONDS", "3"))
+MIN_REPS, MAX_REPS = 5, 50
+WIDE_SPREAD = 0.25
 
 
 def _bench_inputs(op, device, spec, seed=1234):
-    inp = _make_inputs(op, spec, seed, False)
+    inp = _make_inputs(op, spec, seed)
     if op == "conv2d" and "bias" not in inp:
         inp["bias"] = np.random.default_rng(seed).standard_normal(inp["w"].shape[0]).astype(np.float32)
+    if op == "gemm":
+        a, b, _ = _gemm_views(spec, inp)
+        inp = {"a": np.ascontiguousarray(a), "b": np.ascontiguousarray(b)}
     return {k: _to_dev(device, v) for k, v in inp.items()}
 
 
-def _student_timer(k, op, device, spec):
+def _openmp_threads(library=None) -> int:
+    """omp_get_max_threads() of the OpenMP runtime a library (or the process) uses; 1 without one."""
+    import ctypes
+
+    for lib in ([library] if library else []) + [None]:
+        try:
+            return int(ctypes.CDLL(lib).omp_get_max_threads())
+        except (OSError, AttributeError):
+            continue
+    return 1
+
+
+def _contenders(k, op, device, spec) -> list:
+    """[{name, kind, source, threads, fn}]: yours, each of our variants, PyTorch when it is installed."""
     from . import functional as F
 
     d = _bench_inputs(op, device, spec)
+    ours_threads = F.get_num_threads() if device == "cpu" else "GPU"
+    rows = [_student_contender(k, op, device, spec, d, "yours")]
+    kw = _conv_kw(spec)[2] if op == "conv2d" else (None if op == "gemm" else _pool_kw(op, spec)[1])
+    backend_op = {"conv2d": "conv2d_forward", "gemm": "gemm"}.get(op, "pool2d")
+    for a in F.algos(backend_op, device):
+        name = a["name"]
+        if op == "conv2d":
+            fn = lambda name=name: F.conv2d(d["x"], d["w"], d["bias"], algo=name, **kw)  # noqa: E731
+        elif op == "gemm":
+            fn = lambda name=name: F.gemm(d["a"], d["b"], algo=name)  # noqa: E731
+        else:
+            pool = F.max_pool2d if op == "max_pool2d" else F.avg_pool2d
+            fn = lambda name=name, pool=pool: pool(d["x"], algo=name, **kw)  # noqa: E731
+        rows.append({"name": f"ours: {name}", "kind": a["kind"], "source": "csrc/" + a["source"],
+                     "threads": ours_threads, "fn": fn})
+    lib = _torch_contender(op, device, spec)
+    if lib:
+        rows.append(lib)
+    return rows
+
+
+def _student_contender(k, op, device, spec, d, name) -> dict:
+    """A timing contender calling a student kernel's forward on the bench inputs d."""
+    from . import functional as F
+
     if op == "conv2d":
         xs, ws, kw = _conv_kw(spec)
         g = F._conv_geometry("conv2d", xs, ws, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
-        return lambda: k.conv2d_forward(d["x"], d["w"], d["bias"], g)
-    if op == "gemm":
-        return lambda: k.gemm(d["a"], d["b"])
-    xs, kw = _pool_kw(op, spec)
-    g = F._pool_geometry(op, xs, kw["kernel_size"], kw["stride"], kw["padding"], kw.get("dilation", 1),
-                         kw["ceil_mode"])
-    if op == "max_pool2d":
-        return lambda: k.max_pool2d_forward(d["x"], g, False)
-    return lambda: k.avg_pool2d_forward(d["x"], g, kw["count_include_pad"])
+        fn = lambda: k.conv2d_forward(d["x"], d["w"], d["bias"], g)  # noqa: E731
+    elif op == "gemm":
+        fn = lambda: k.gemm(d["a"], d["b"])  # noqa: E731
+    else:
+        g = _pool_geom(op, spec)
+        _, kw = _pool_kw(op, spec)
+        fn = ((lambda: k.max_pool2d_forward(d["x"], g, False)) if op == "max_pool2d"
+              else (lambda: k.avg_pool2d_forward(d["x"], g, kw["count_include_pad"])))
+    return {"name": name, "kind": "student", "source": k.path,
+            "threads": _openmp_threads(k.library) if device == "cpu" else "GPU", "fn": fn}
+
+
+def time_files(paths, op: str, spec, device: str = "cpu", budget: float | None = None, min_reps: int = MIN_REPS,
+               max_reps: int = MAX_REPS) -> list:
+    """Times several student files on one shape in this process, in alternation (a ladder's worked
+    solutions: benchmarks/bench_ladder.py, tests/test_assignment_solutions.py).
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Student files for op (compiled, or found in the build cache); they should pass the grader.
+    op : {"conv2d", "gemm", "max_pool2d", "avg_pool2d"}
+    spec : tuple or dict
+        The shape, as in the grader's suite (``_gemm(M, N, K)`` for gemm, a CONV_CASES tuple for conv2d).
+    device, budget, min_reps, max_reps
+        As :func:`time_alternating`.
+
+    Returns
+    -------
+    list of dict
+        :func:`time_alternating`'s rows, named by file stem, with gflops (from the median) and
+        best_gflops (from the fastest repeat) added.
+
+    Raises
+    ------
+    KernelCompileError
+        A file does not compile.
+    """
+    d = _bench_inputs(op, device, spec)
+    contenders = [_student_contender(kernels.open_kernel(p, op, name=Path(p).stem), op, device, spec, d, Path(p).stem)
+                  for p in paths]
+    rows = time_alternating(contenders, device, budget, min_reps, max_reps)
+    flops = _flops(op, spec)
+    for r in rows:
+        if "seconds" in r:
+            r["gflops"] = flops / r["seconds"] / 1e9
+            r["best_gflops"] = flops / r["min"] / 1e9
+    return rows
+
+
+def _torch_contender(op, device, spec):
+    try:
+        import torch
+        import torch.nn.functional as TF
+    except ImportError:
+        return None
+    if device != "cpu" and not torch.cuda.is_available():
+        return None
+    from . import functional as F
+
+    dev = "cpu" if device == "cpu" else "cuda"
+    inp = _bench_inputs(op, "cpu", spec)
+    t = {k: torch.tensor(v, device=dev) for k, v in inp.items()}
+    if dev == "cuda":  # an fp32 comparison: no TF32 tensor cores in cuDNN/cuBLAS
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    else:
+        torch.set_num_threads(F.get_num_threads())  # the same cores as ours (this child only times)
+    if op == "conv2d":
+        _, _, kw = _conv_kw(spec)
+        fn = lambda: TF.conv2d(t["x"], t["w"], t.get("bias"), **kw)  # noqa: E731
+        label = "PyTorch (cuDNN)" if dev == "cuda" else "PyTorch (oneDNN)"
+    elif op == "gemm":
+        fn = lambda: t["a"] @ t["b"]  # noqa: E731
+        label = "PyTorch (cuBLAS)" if dev == "cuda" else "PyTorch (CPU BLAS)"
+    else:
+        _, kw = _pool_kw(op, spec)
+        pool = TF.max_pool2d if op == "max_pool2d" else TF.avg_pool2d
+        fn = lambda: pool(t["x"], **kw)  # noqa: E731
+        label = "PyTorch (cuDNN)" if dev == "cuda" else "PyTorch"
+
+    def call():
+        with torch.no_grad():
+            fn()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    return {"name": label, "kind": "library", "source": f"torch {torch.__version__}",
+            "threads": torch.get_num_threads() if dev == "cpu" else "GPU", "fn": call}
+
+
+def _percentile(sorted_times, q):
+    return float(np.percentile(np.asarray(sorted_times), q))
+
+
+def time_alternating(contenders, device="cpu", budget=None, min_reps=MIN_REPS, max_reps=MAX_REPS) -> list:
+    """Times contenders in alternation, in this process: a warm-up call each, then rounds in which
+    every contender runs once (the order rotated each round), until the budget is spent.
+
+    Parameters
+    ----------
+    contenders : list of dict
+        Each with "fn" (a callable of no arguments) and any other keys (name, kind, threads...),
+        copied into its row.
+    device : {"cpu", "cuda"}
+        "cuda" synchronises the device after every call.
+    budget : float, optional
+        Seconds for all rounds together (default ``BENCH_SECONDS``, ``$CONVFORGE_GRADE_BENCH_SECONDS``).
+    min_reps, max_reps : int
+        Bounds on the number of rounds.
+
+    Returns
+    -------
+    list of dict
+        One row per contender, without "fn": reps, median (also "seconds"), min, max, p10, p90 in
+        seconds, spread = (p90 - p10) / median and wide_spread (spread > ``WIDE_SPREAD``); or "error"
+        when the warm-up call raised (that contender is then left out of the rounds).
+    """
+    budget = BENCH_SECONDS if budget is None else budget
+    live, rows = [], []
+    for c in contenders:  # warm-up (first call: page faults, lazy init); drops a variant that refuses the shape
+        row = {k: v for k, v in c.items() if k != "fn"}
+        rows.append(row)
+        try:
+            t0 = time.perf_counter()
+            c["fn"]()
+            _sync(device)
+            row["warmup_seconds"] = time.perf_counter() - t0
+            live.append((row, c["fn"], []))
+        except Exception as e:
+            row["error"] = str(e)
+    if not live:
+        return rows
+    round_s = sum(r["warmup_seconds"] for r, _, _ in live)
+    reps = int(min(max_reps, max(min_reps, budget / max(round_s, 1e-6))))
+    for i in range(reps):
+        for j in range(len(live)):
+            row, fn, times = live[(i + j) % len(live)]
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    for row, _, times in live:
+        med = float(np.median(times))
+        p10, p90 = _percentile(times, 10), _percentile(times, 90)
+        spread = (p90 - p10) / med if med > 0 else 0.0
+        row.update(reps=len(times), seconds=med, median=med, min=float(min(times)), max=float(max(times)),
+                   p10=p10, p90=p90, spread=spread, wide_spread=bool(spread > WIDE_SPREAD))
+    return rows
 
 
 def _worker_main() -> int:
@@ -396,9 +752,8 @@ def _worker_main() -> int:
         emit(event="done", id=c["id"], seconds=time.perf_counter() - t0)
     if job.get("bench"):
         emit(event="start", id="__bench")
-        spec = job["bench"]
-        fn = _student_timer(k, op, device, spec)
-        emit(event="bench", id="__bench", seconds=_time_call(fn, device))
+        rows = time_alternating(_contenders(k, op, device, job["bench"]), device)
+        emit(event="bench", id="__bench", rows=rows, pid=os.getpid())
     return 0
 
 
@@ -443,7 +798,7 @@ def _describe_exit(rc: int) -> str:
 
 
 def _run_children(job, case_timeout, bench_timeout, env) -> tuple:
-    """Runs job's cases in children, restarting after a crash; (per-case status dict, bench seconds)."""
+    """Runs job's cases in children, restarting after a crash; (per-case status dict, bench result)."""
     status, bench = {}, None
     pending = list(job["cases"])
     want_bench = job.get("bench")
@@ -487,7 +842,7 @@ def _run_children(job, case_timeout, bench_timeout, env) -> tuple:
                 status[ev["id"]] = {"status": "error", "message": ev["message"]}
                 current = None
             elif ev["event"] == "bench":
-                bench = ev["seconds"]
+                bench = {"rows": ev["rows"], "pid": ev["pid"]}
                 current = None
         child.kill()
         pending = [c for c in pending if c["id"] not in status]
@@ -502,7 +857,7 @@ def _run_children(job, case_timeout, bench_timeout, env) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing ours
+# FLOPs and the nominal peak
 # ---------------------------------------------------------------------------------------------
 
 def _flops(op, spec) -> float:
@@ -513,13 +868,8 @@ def _flops(op, spec) -> float:
         g = F._conv_geometry("conv2d", xs, ws, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
         return 2.0 * g.macs
     if op == "gemm":
-        M, N, K, _, _ = spec
-        return 2.0 * M * N * K
-    xs, kw = _pool_kw(op, spec)
-    from . import functional as F
-
-    g = F._pool_geometry(op, xs, kw["kernel_size"], kw["stride"], kw["padding"], kw.get("dilation", 1),
-                         kw["ceil_mode"])
+        return 2.0 * spec["M"] * spec["N"] * spec["K"]
+    g = _pool_geom(op, spec)
     return float(g.N * g.C * g.P * g.Q * g.R * g.S)
 
 
@@ -540,78 +890,6 @@ def peak_gflops(device: str = "cpu") -> float:
     return p["sm_count"] * p["clock_khz"] / 1e6 * per_sm * 2
 
 
-def _time_ours(op, device, spec) -> list:
-    from . import functional as F
-
-    d = _bench_inputs(op, device, spec)
-    backend_op = {"conv2d": "conv2d_forward", "gemm": "gemm"}.get(op, "pool2d")
-    rows = []
-    for a in F.algos(backend_op, device):
-        name = a["name"]
-        if op == "conv2d":
-            _, _, kw = _conv_kw(spec)
-            fn = lambda name=name: F.conv2d(d["x"], d["w"], d["bias"], algo=name, **kw)  # noqa: E731
-        elif op == "gemm":
-            fn = lambda name=name: F.gemm(d["a"], d["b"], algo=name)  # noqa: E731
-        else:
-            _, kw = _pool_kw(op, spec)
-            pool = F.max_pool2d if op == "max_pool2d" else F.avg_pool2d
-            fn = lambda name=name, pool=pool: pool(d["x"], algo=name, **kw)  # noqa: E731
-        try:
-            rows.append({"name": f"ours: {name}", "kind": a["kind"], "source": "csrc/" + a["source"],
-                         "seconds": _time_call(fn, device)})
-        except Exception as e:  # an algo that does not take this shape
-            rows.append({"name": f"ours: {name}", "kind": a["kind"], "error": str(e)})
-    return rows
-
-
-def _time_torch(op, device, spec):
-    try:
-        import torch
-        import torch.nn.functional as TF
-    except ImportError:
-        return None
-    if device != "cpu" and not torch.cuda.is_available():
-        return None
-    dev = "cpu" if device == "cpu" else "cuda"
-    inp = _make_inputs(op, spec, 1234, False)
-    t = {k: torch.tensor(v, device=dev) for k, v in inp.items()}
-    sync = (lambda: torch.cuda.synchronize()) if dev == "cuda" else (lambda: None)  # noqa: E731
-    if op == "conv2d":
-        _, _, kw = _conv_kw(spec)
-        fn = lambda: TF.conv2d(t["x"], t["w"], t.get("bias"), **kw)  # noqa: E731
-        label = "PyTorch (cuDNN)" if dev == "cuda" else "PyTorch (oneDNN)"
-    elif op == "gemm":
-        fn = lambda: t["a"] @ t["b"]  # noqa: E731
-        label = "PyTorch (cuBLAS)" if dev == "cuda" else "PyTorch (CPU BLAS)"
-    else:
-        _, kw = _pool_kw(op, spec)
-        pool = TF.max_pool2d if op == "max_pool2d" else TF.avg_pool2d
-        fn = lambda: pool(t["x"], **kw)  # noqa: E731
-        label = "PyTorch (cuDNN)" if dev == "cuda" else "PyTorch"
-    if dev == "cuda":  # an fp32 comparison: no TF32 tensor cores in cuDNN/cuBLAS
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-    threads = torch.get_num_threads()
-    if dev == "cpu":
-        from . import functional as F
-
-        torch.set_num_threads(F.get_num_threads())  # the same cores as ours
-    try:
-        with torch.no_grad():
-            fn()
-            sync()
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(threads)
-    return {"name": label, "kind": "library", "seconds": float(min(times))}
-
-
 # ---------------------------------------------------------------------------------------------
 # grade()
 # ---------------------------------------------------------------------------------------------
@@ -623,19 +901,101 @@ def _child_env():
     return env
 
 
+def _tolerance(op, out_name) -> float:
+    if out_name == "C_between_rows":
+        return 0.0  # not yours: untouched, bit for bit
+    if op == "conv2d" and out_name in ("dx", "dw", "db"):
+        return TOLERANCE["conv2d_backward"]
+    if out_name == "dx":  # pooling backward: overlapping windows sum in any order
+        return 1e-5
+    return TOLERANCE[op]
+
+
+def _check(out_name, got, ref, tol) -> dict:
+    if out_name == "indices":
+        wrong = np.flatnonzero(got.ravel() != ref.ravel())
+        c = {"rel_error": 0.0 if wrong.size == 0 else float(wrong.size) / ref.size, "ok": wrong.size == 0}
+        if wrong.size:
+            i0 = int(wrong[0])
+            c["first_wrong"] = {"index": [int(v) for v in np.unravel_index(i0, ref.shape)],
+                                "expected": int(ref.flat[i0]), "actual": int(got.flat[i0]),
+                                "wrong_elements": int(wrong.size)}
+        return c
+    err = rel_error(got, ref)
+    c = {"rel_error": err, "tolerance": tol, "ok": err <= tol}
+    if not c["ok"]:
+        c["first_wrong"] = first_wrong(got, ref)
+    return c
+
+
+def _reference_source(reference: str) -> str:
+    if reference not in ("auto", "torch", "convforge"):
+        raise ValueError(f"grade: reference must be 'auto', 'torch' or 'convforge', got {reference!r}")
+    if reference == "convforge":
+        return "convforge"
+    if torch_available():
+        return "torch"
+    if reference == "torch":
+        raise ImportError(f"grading against PyTorch needs torch, which is not installed: {INSTALL_HINT}")
+    return "convforge"
+
+
+REFERENCE_NOTE = {
+    "torch": "expected values from PyTorch in float64",
+    "convforge": ("expected values from convforge's own reference kernels (float32; numpy float64 for gemm), "
+                  f"since PyTorch is not installed; to grade against PyTorch: {INSTALL_HINT}"),
+}
+
+
 def grade(path, op: str = "conv2d", device: str | None = None, seed: int = 0, timing: bool = True,
           case_timeout: float = 20.0, bench_timeout: float = 120.0, n_random: int = 6,
-          case_names=None) -> dict:
-    """Grades a student file; returns {file, op, device, seed, status, compile, cases, passed, total,
-    timing}. status: passed, failed, compile_error, or not_run (a .cu file without a GPU).
-    case_names restricts the suite to those cases (quick checks)."""
+          case_names=None, reference: str = "auto") -> dict:
+    """Grades a student kernel file: correctness over the op's suite, then (when every case passes) timing.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.cpp`` (CPU) or ``.cu`` (CUDA) file defining the op's functions of ``convforge/student.h``.
+    op : {"conv2d", "gemm", "max_pool2d", "avg_pool2d"}
+    device : {"cpu", "cuda"}, optional
+        Default: ``cuda`` for a ``.cu`` file, else ``cpu``.
+    seed : int
+        Seed of the random shapes and of every input.
+    timing : bool
+        Time the kernel against ours and PyTorch after a pass (see :func:`time_alternating`).
+    case_timeout, bench_timeout : float
+        Seconds per case, and for the timing run, before a hang is declared (the child is killed).
+    n_random : int
+        Random shapes after the fixed grid.
+    case_names : iterable of str, optional
+        Restricts the suite to these cases (quick checks).
+    reference : {"auto", "torch", "convforge"}
+        Where expected values come from: PyTorch in float64, or our reference kernels; "auto" is
+        PyTorch when installed, else ours (the result's ``reference_note`` says which).
+
+    Returns
+    -------
+    dict
+        {file, op, device, seed, status, reference, reference_note, compile, cases, passed, total,
+        backward_graded, timing}; status is passed, failed, compile_error, or not_run (a .cu file
+        without a GPU).
+
+    Raises
+    ------
+    ValueError
+        An unknown op or reference, or a device that does not match the file's suffix.
+    ImportError
+        reference="torch" without torch installed (the message says ``pip install "convforge[grade]"``).
+    """
     path = Path(path)
     device = device or ("cuda" if path.suffix == ".cu" else "cpu")
     if op not in kernels.OPS:
         raise ValueError(f"grade: op must be one of {sorted(kernels.OPS)}, got {op!r}")
     if (device == "cuda") != (path.suffix == ".cu"):
         raise ValueError(f"grade: --device {device} needs a {'.cu' if device == 'cuda' else '.cpp'} file, got {path}")
+    source = _reference_source(reference)
     result = {"file": str(path), "op": op, "device": device, "seed": seed, "status": None,
+              "reference": source, "reference_note": REFERENCE_NOTE[source],
               "compile": {}, "cases": [], "passed": 0, "total": 0, "timing": None}
     try:
         library, log, cached = kernels.compile_kernel(path)
@@ -655,25 +1015,28 @@ def grade(path, op: str = "conv2d", device: str | None = None, seed: int = 0, ti
             result.update(status="not_run", error="compiled; no CUDA GPU is visible (or convforge was built "
                                                   "without CUDA), so nothing was run")
             return result
-    with_backward = op == "conv2d" and (k.has("convforge_conv2d_backward_data")
-                                        or k.has("convforge_conv2d_backward_weight"))
-    suite = cases(op, seed, n_random)
+    own_backward = [f for f in kernels.OPS[op][1] if k.has(f)]
+    suite = cases(op, seed, n_random, device)
     if case_names is not None:
         suite = [c for c in suite if c[0] in set(case_names)]
     with tempfile.TemporaryDirectory(prefix="convforge-grade-") as tmp:
         jobs, refs = [], {}
         for i, (name, spec) in enumerate(suite):
             case_seed = (seed * 1000003 + i) & 0x7FFFFFFF
-            inp = _make_inputs(op, spec, case_seed, with_backward)
+            inp = _make_inputs(op, spec, case_seed)
             dy = None
-            ref = None
-            if with_backward:
-                ref0 = _reference(op, spec, inp)
-                dy = np.random.default_rng(case_seed + 1).standard_normal(ref0["y"].shape).astype(np.float32)
-            ref = _reference(op, spec, inp, dy)
+            if own_backward or (op == "gemm" and "linear" in spec):  # nn.Linear's backward is GEMMs too
+                y_shape = _reference(op, spec, inp, None, source)["y"].shape
+                dy = np.random.default_rng(case_seed + 1).standard_normal(y_shape).astype(np.float32)
+            ref = _reference(op, spec, inp, dy, source)
+            extra = {}
+            if op == "max_pool2d":
+                extra["__indices"] = ref["indices"].astype(np.int64)  # what the backward reads
+                if not _pool_extras(spec).get("indices", True):
+                    ref.pop("indices")
             refs[name] = ref
             f_in = os.path.join(tmp, f"in_{i}.npz")
-            np.savez(f_in, **inp, **({"__dy": dy} if dy is not None else {}))
+            np.savez(f_in, **inp, **extra, **({"__dy": dy} if dy is not None else {}))
             jobs.append({"id": name, "spec": spec, "inputs": f_in, "outputs": os.path.join(tmp, f"out_{i}.npz")})
         job = {"path": str(path), "op": op, "device": device, "library": library, "cases": jobs}
         status, _ = _run_children(job, case_timeout, bench_timeout, _child_env())
@@ -691,21 +1054,7 @@ def grade(path, op: str = "conv2d", device: str | None = None, seed: int = 0, ti
             for out_name, ref in refs[name].items():
                 if out_name not in got:
                     continue
-                if out_name == "indices":
-                    wrong = np.flatnonzero(got[out_name].ravel() != ref.ravel())
-                    c = {"rel_error": 0.0 if wrong.size == 0 else float(wrong.size) / ref.size,
-                         "ok": wrong.size == 0}
-                    if wrong.size:
-                        i0 = int(wrong[0])
-                        c["first_wrong"] = {"index": [int(v) for v in np.unravel_index(i0, ref.shape)],
-                                            "expected": int(ref.flat[i0]), "actual": int(got[out_name].flat[i0]),
-                                            "wrong_elements": int(wrong.size)}
-                else:
-                    tol = TOLERANCE["conv2d_backward" if out_name in ("dx", "dw", "db") else op]
-                    err = rel_error(got[out_name], ref)
-                    c = {"rel_error": err, "tolerance": tol, "ok": err <= tol}
-                    if not c["ok"]:
-                        c["first_wrong"] = first_wrong(got[out_name], ref)
+                c = _check(out_name, got[out_name], ref, _tolerance(op, out_name))
                 ok &= c["ok"]
                 checks[out_name] = c
             row.update(status="pass" if ok else "wrong", checks=checks, seconds=st.get("seconds"))
@@ -713,7 +1062,7 @@ def grade(path, op: str = "conv2d", device: str | None = None, seed: int = 0, ti
             result["cases"].append(row)
     result["total"] = len(result["cases"])
     result["passed"] = sum(r["status"] == "pass" for r in result["cases"])
-    result["backward_graded"] = with_backward
+    result["backward_graded"] = bool(own_backward)
     result["status"] = "passed" if all_ok else "failed"
     if all_ok and timing:
         result["timing"] = _timing(path, op, device, library, bench_timeout)
@@ -723,18 +1072,14 @@ def grade(path, op: str = "conv2d", device: str | None = None, seed: int = 0, ti
 def _timing(path, op, device, library, bench_timeout) -> dict:
     spec = BENCH[(op, device)]
     job = {"path": str(path), "op": op, "device": device, "library": library, "cases": [], "bench": spec}
-    status, secs = _run_children(job, 60.0, bench_timeout, _child_env())
+    status, bench = _run_children(job, 60.0, bench_timeout, _child_env())
     flops, peak = _flops(op, spec), peak_gflops(device)
-    rows = []
-    if secs is not None:
-        rows.append({"name": "yours", "kind": "student", "source": str(path), "seconds": secs})
-    else:
+    if bench is None:
         st = status.get("__bench", {})
-        rows.append({"name": "yours", "kind": "student", "error": st.get("message", "no timing")})
-    rows += _time_ours(op, device, spec)
-    lib = _time_torch(op, device, spec)
-    if lib:
-        rows.append(lib)
+        rows, pid = [{"name": "yours", "kind": "student", "source": str(path),
+                      "error": st.get("message", "no timing")}], None
+    else:
+        rows, pid = bench["rows"], bench["pid"]
     for r in rows:
         if "seconds" in r:
             r["ms"] = 1e3 * r["seconds"]
@@ -742,8 +1087,10 @@ def _timing(path, op, device, library, bench_timeout) -> dict:
             r["pct_peak"] = 100.0 * r["gflops"] / peak
     ours = [r for r in rows if r["name"].startswith("ours:") and "seconds" in r]
     fastest = min(ours, key=lambda r: r["seconds"]) if ours else None
+    wide = [r["name"] for r in rows if r.get("wide_spread")]
     return {"shape": describe(op, spec), "flops": flops, "peak_gflops": peak, "rows": rows,
-            "fastest_ours": fastest["name"][6:] if fastest else None}
+            "fastest_ours": fastest["name"][6:] if fastest else None, "pid": pid, "alternated": True,
+            "budget_seconds": BENCH_SECONDS, "wide_spread": wide}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,6 +1108,8 @@ def format_report(r: dict) -> str:
         return "\n".join(lines)
     c = r["compile"]
     lines.append(f"compiled ({'cached' if c.get('cached') else 'built'}): {c.get('library')}")
+    if r.get("reference_note"):
+        lines.append(r["reference_note"])
     if c.get("output", "").strip():
         lines.append(c["output"].rstrip())
     if r.get("error"):
@@ -787,21 +1136,31 @@ def format_report(r: dict) -> str:
     lines.append(f"{r['passed']}/{r['total']} cases passed{bwd}: {r['status'].upper()}")
     t = r.get("timing")
     if t:
-        lines.append(f"timing on {t['shape']} ({t['flops'] / 1e9:.2f} GFLOP, {'measured' if r['device'] == 'cpu' else 'nominal'} peak {t['peak_gflops']:.0f} GFLOP/s):")
+        lines.append(f"timing on {t['shape']} ({t['flops'] / 1e9:.2f} GFLOP, {'measured' if r['device'] == 'cpu' else 'nominal'} peak {t['peak_gflops']:.0f} GFLOP/s), "
+                     f"all in one process, alternating, after a warm-up call each; median [min-max], p10-p90 spread:")
         for row in t["rows"]:
             if "seconds" in row:
-                lines.append(f"  {row['name']:28s} {row['ms']:10.3f} ms {row['gflops']:9.1f} GFLOP/s "
-                             f"{row['pct_peak']:6.1f}% of peak")
+                flag = "  <- spread too wide to compare" if row.get("wide_spread") else ""
+                lines.append(f"  {row['name']:28s} {row['ms']:9.3f} ms [{1e3 * row['min']:.3f}-{1e3 * row['max']:.3f}] "
+                             f"{row['gflops']:8.1f} GFLOP/s {row['pct_peak']:5.1f}% of peak  "
+                             f"spread {100 * row['spread']:3.0f}%  x{row['reps']}  threads {row['threads']}{flag}")
             else:
                 lines.append(f"  {row['name']:28s} {row.get('error', '')}")
+        if t.get("wide_spread"):
+            lines.append(f"  the p10-p90 spread of {', '.join(t['wide_spread'])} is over {100 * WIDE_SPREAD:.0f}% of the "
+                         f"median: the machine is busy, so these numbers cannot be compared; rerun on a quiet machine "
+                         f"(or with CONVFORGE_GRADE_BENCH_SECONDS raised)")
+        lines.append("  threads: yours = its OpenMP runtime's omp_get_max_threads() (set OMP_NUM_THREADS; 1 when the "
+                     "file does not use OpenMP); "
+                     "ours = convforge.functional.get_num_threads(); PyTorch set to ours")
     return "\n".join(lines)
 
 
 def _cmd_grade(args) -> int:
     try:
         r = grade(args.file, args.op, args.device, args.seed, timing=not args.no_timing,
-                  case_timeout=args.timeout)
-    except (FileNotFoundError, ValueError) as e:
+                  case_timeout=args.timeout, reference=args.reference)
+    except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(r, indent=2, default=float) if args.json else format_report(r))
@@ -818,6 +1177,9 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON (for autograders)")
     s.add_argument("--no-timing", action="store_true", help="correctness only")
     s.add_argument("--timeout", type=float, default=20.0, help="seconds per case before a hang is declared")
+    s.add_argument("--reference", default="auto", choices=["auto", "torch", "convforge"],
+                   help="expected values from PyTorch (float64; needs convforge[grade]) or our reference kernels; "
+                        "auto: PyTorch when installed")
     s.set_defaults(func=_cmd_grade)
 
 

@@ -40,8 +40,8 @@ OPS = {
     "conv2d": (("convforge_conv2d_forward",),
                ("convforge_conv2d_backward_data", "convforge_conv2d_backward_weight")),
     "gemm": (("convforge_gemm",), ()),
-    "max_pool2d": (("convforge_max_pool2d_forward",), ()),
-    "avg_pool2d": (("convforge_avg_pool2d_forward",), ()),
+    "max_pool2d": (("convforge_max_pool2d_forward",), ("convforge_max_pool2d_backward",)),
+    "avg_pool2d": (("convforge_avg_pool2d_forward",), ("convforge_avg_pool2d_backward",)),
 }
 # Our backend's op names for algos(), per student op.
 _BACKEND_OP = {"conv2d": ["conv2d_forward", "conv2d_backward"], "gemm": ["gemm"],
@@ -203,6 +203,8 @@ _SIGNATURES = {
     "convforge_gemm": [_i64, _i64, _i64, ctypes.c_float, _P, _i64, _P, _i64, ctypes.c_float, _P, _i64],
     "convforge_max_pool2d_forward": [_P, _P, _P, _P],
     "convforge_avg_pool2d_forward": [_P, ctypes.c_int, _P, _P],
+    "convforge_max_pool2d_backward": [_P, _P, _P, _P],
+    "convforge_avg_pool2d_backward": [_P, ctypes.c_int, _P, _P],
 }
 
 
@@ -293,19 +295,46 @@ class StudentKernel:
                    self._ptr(dw), self._ptr(db if need_db else None), like=dy)
         return dw, (db if need_db else None)
 
+    @staticmethod
+    def _leading_dim(a, name):
+        """The row stride in elements of a 2-D operand whose rows are contiguous (a sub-matrix view of a
+        wider buffer has ld > its row length); None when its rows are not contiguous."""
+        if not isinstance(a, np.ndarray):  # device arrays are contiguous
+            return int(a.shape[1])
+        item = a.itemsize
+        rows, cols = a.shape
+        if (cols <= 1 or a.strides[1] == item) and (rows <= 1 or (a.strides[0] % item == 0
+                                                                 and a.strides[0] >= cols * item)):
+            return int(a.strides[0] // item) if rows > 1 else int(cols)
+        return None
+
     def gemm(self, a, b, c=None, alpha=1.0, beta=0.0, out=None):
-        """alpha * a @ b + beta * c (row-major, no transposes: the caller copies transposed operands)."""
+        """alpha * a @ b + beta * c, row-major, no transposes (the caller copies transposed operands).
+
+        Operands may be sub-matrix views of wider buffers (rows contiguous, row stride >= row length):
+        their row strides are passed as lda, ldb, ldc. out, when given, is written in place (and read
+        when beta != 0); else a new array (a copy of c when beta != 0)."""
         self._check_device(a, b, c)
         M, K = a.shape
         N = b.shape[1]
+        lda, ldb = self._leading_dim(a, "a"), self._leading_dim(b, "b")
+        if lda is None:
+            a, lda = np.ascontiguousarray(a), K
+        if ldb is None:
+            b, ldb = np.ascontiguousarray(b), N
         if out is None:
             if c is not None and beta != 0.0:
-                out = c.copy()
+                out = self._empty((M, N), a) if self.device == "cpu" else c.copy()
+                if self.device == "cpu":
+                    out[...] = c
             else:
                 out = self._empty((M, N), a)
                 beta = 0.0
-        self._call("convforge_gemm", M, N, K, float(alpha), self._ptr(a), K, self._ptr(b), N, float(beta),
-                   self._ptr(out), N, like=a)
+        ldc = self._leading_dim(out, "out")
+        if ldc is None:
+            raise ValueError(f"algo={self.name!r}: gemm's output must have contiguous rows, got strides {out.strides}")
+        self._call("convforge_gemm", M, N, K, float(alpha), self._ptr(a), lda, self._ptr(b), ldb, float(beta),
+                   self._ptr(out), ldc, like=a)
         return out
 
     def max_pool2d_forward(self, x, g, want_indices, y=None, indices=None):
@@ -317,6 +346,22 @@ class StudentKernel:
         self._call("convforge_max_pool2d_forward", ctypes.byref(gs), self._ptr(x), self._ptr(y),
                    self._ptr(indices if want_indices else None), like=x)
         return y, (indices if want_indices else None)
+
+    def max_pool2d_backward(self, dy, indices, g, dx=None):
+        self._check_device(dy, indices)
+        dx = self._empty((g.N, g.C, g.H, g.W), dy) if dx is None else dx
+        gs = _to_struct(PoolGeometry, g)
+        self._call("convforge_max_pool2d_backward", ctypes.byref(gs), self._ptr(dy), self._ptr(indices),
+                   self._ptr(dx), like=dy)
+        return dx
+
+    def avg_pool2d_backward(self, dy, g, count_include_pad, dx=None):
+        self._check_device(dy)
+        dx = self._empty((g.N, g.C, g.H, g.W), dy) if dx is None else dx
+        gs = _to_struct(PoolGeometry, g)
+        self._call("convforge_avg_pool2d_backward", ctypes.byref(gs), int(bool(count_include_pad)), self._ptr(dy),
+                   self._ptr(dx), like=dy)
+        return dx
 
     def avg_pool2d_forward(self, x, g, count_include_pad, y=None):
         self._check_device(x)
@@ -371,23 +416,43 @@ def open_kernel(path, op: str = "conv2d", name: str | None = None, library: str 
                          compiler_output=out, functions=mine)
 
 
+def our_algo_names(op: str) -> dict:
+    """The names of our kernels for a student op, which a student kernel may not take.
+
+    Parameters
+    ----------
+    op : {"conv2d", "gemm", "max_pool2d", "avg_pool2d"}
+
+    Returns
+    -------
+    dict
+        {algo name: "CPU", "CUDA" or "CPU and CUDA"}; the CUDA names are known whenever convforge
+        was built with CUDA, GPU or not.
+    """
+    from . import functional
+
+    found = {}
+    for backend_op in _BACKEND_OP[op]:
+        for dev, lister in (("CPU", lambda o: functional.algos(o, "cpu")), ("CUDA", _cuda_algos)):
+            try:
+                names = {a["name"] for a in lister(backend_op)}
+            except Exception:  # no CUDA module in this build
+                continue
+            for n in names:
+                found[n] = dev if found.get(n, dev) == dev else "CPU and CUDA"
+    return found
+
+
 def load_kernel(path, op: str = "conv2d", name: str | None = None) -> StudentKernel:
     """Compiles a student .cpp/.cu file (cached by content hash), loads it and registers it as
     ``algo=name`` (default: the file's stem) for op in convforge.functional and thus the nn layers.
     Raises KernelCompileError with the compiler's messages when it does not compile."""
     k = open_kernel(path, op, name)
-    reg = _registry()
-    ours = set()
-    for backend_op in _BACKEND_OP[op]:
-        try:
-            from . import functional
-
-            ours |= {a["name"] for a in functional.algos(backend_op, "cpu")}
-        except Exception:
-            pass
+    ours = our_algo_names(op)
     if k.name in ours:
-        raise ValueError(f"load_kernel: {k.name!r} is the name of one of our kernels; pass name=...")
-    reg[k.name] = k
+        raise ValueError(f"load_kernel: {k.name!r} is the name of one of our {ours[k.name]} kernels for op={op!r}; "
+                         f"pass name=... (taken: {', '.join(sorted(ours))})")
+    _registry()[k.name] = k
     return k
 
 
@@ -469,6 +534,8 @@ def list(op: str | None = None, device: str | None = None) -> builtins.list:
 def _cuda_algos(op):
     from . import cuda
 
+    if not cuda.is_compiled():
+        return []
     return builtins.list(cuda._module().algos(op))  # listed even without a visible GPU
 
 

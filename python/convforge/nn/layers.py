@@ -92,19 +92,20 @@ class Conv2d(Module):
 
 
 class Linear(Module):
-    def __init__(self, in_features, out_features, bias=True):
+    def __init__(self, in_features, out_features, bias=True, *, algo="auto"):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
+        self.algo = algo  # a gemm algo: ours, or a student GEMM (convforge.load_kernel(..., op="gemm"))
         self.weight = Parameter(shape=(self.out_features, self.in_features), init=_init.torch_default_weight)
         self.bias = Parameter(shape=(self.out_features,), init=_init.torch_default_bias(self.in_features)) if bias else None
         self._x = None
 
     def forward(self, x):
         self._x = x
-        return F.linear(x, self.weight.data, self.bias.data if self.bias is not None else None)
+        return F.linear(x, self.weight.data, self.bias.data if self.bias is not None else None, algo=self.algo)
 
     def backward(self, grad_out):
-        gx, gw, gb = F.linear_backward(grad_out, self._x, self.weight.data)
+        gx, gw, gb = F.linear_backward(grad_out, self._x, self.weight.data, algo=self.algo)
         self.weight.accumulate_grad(gw)
         if self.bias is not None:
             self.bias.accumulate_grad(gb)
@@ -138,8 +139,9 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, algo="auto"):
         super().__init__()
+        self.algo = algo  # a pool2d algo: ours, or a student kernel (load_kernel(..., op="max_pool2d"))
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
@@ -149,12 +151,13 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         y, self._idx = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                    self.ceil_mode, return_indices=True)
+                                    self.ceil_mode, return_indices=True, algo=self.algo)
         self._in_shape = tuple(x.shape)
         return y
 
     def backward(self, grad_out):
-        return F.max_pool2d_backward(grad_out, self._idx, self._in_shape)
+        return F.max_pool2d_backward(grad_out, self._idx, self._in_shape, self.kernel_size, self.stride,
+                                     self.padding, self.dilation, self.ceil_mode, algo=self.algo)
 
     def output_shape(self, input_shape):
         return self._out_shape(input_shape, self.dilation)
@@ -169,8 +172,10 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *,
+                 algo="auto"):
         super().__init__()
+        self.algo = algo  # a pool2d algo: ours, or a student kernel (load_kernel(..., op="avg_pool2d"))
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
@@ -180,11 +185,12 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         self._in_shape = tuple(x.shape)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                            algo=self.algo)
 
     def backward(self, grad_out):
         return F.avg_pool2d_backward(grad_out, self._in_shape, self.kernel_size, self.stride, self.padding,
-                                     self.ceil_mode, self.count_include_pad)
+                                     self.ceil_mode, self.count_include_pad, algo=self.algo)
 
     def output_shape(self, input_shape):
         return self._out_shape(input_shape, (1, 1))

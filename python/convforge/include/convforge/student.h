@@ -14,9 +14,14 @@
 // columns  w = q*stride_w - pad_left + s*dilation_w  (zero outside the input), channels
 // c = g*(C/groups) + c' of group g = k / (K/groups).
 //
+// pad_bottom and pad_right only fix the output size, which P x Q already is: a kernel that loops
+// over p < P, q < Q and bounds-checks h, w against H, W needs no more.
+//
 // Rules the grader checks:
 //   - write every output element (outputs start as NaN, so an element you skip is caught);
 //   - never read an output before writing it (gemm with beta == 0 must ignore C's contents);
+//   - use every parameter: each one below is exercised by at least one case whose answer is wrong
+//     if it is ignored (tests/test_grade.py holds a kernel per parameter, broken to ignore it);
 //   - do not keep pointers after returning; you may use OpenMP (the file is built with -fopenmp).
 //
 // On the CPU the pointers are host pointers. In a .cu file they are device pointers on the
@@ -61,18 +66,38 @@ CF_STUDENT_API void convforge_conv2d_backward_weight(const Conv2dGeometry* g, co
                                                      float* db CF_STUDENT_STREAM);
 
 // ---- op "gemm" ---------------------------------------------------------------------------------
-// C = alpha * A * B + beta * C, row-major: A is M x K (row stride lda), B is K x N (ldb),
-// C is M x N (ldc). With beta == 0, C is write-only: its old contents (even NaN) are ignored.
+// C = alpha * A * B + beta * C, row-major: A is M x K (row stride lda >= K), B is K x N (ldb >= N),
+// C is M x N (ldc >= N): element (i, j) of C is C[i * ldc + j]. The grader passes sub-matrix views
+// of wider buffers, with lda, ldb and ldc all different and larger than the row lengths; the
+// elements between rows are not yours (they must stay as they are). With beta == 0, C is
+// write-only: its old contents (even NaN) are ignored; else C holds data that is read and scaled.
+// No transposes: op(A) = A. convforge.functional.gemm(trans_a=..., trans_b=...) and nn.Linear
+// (x @ W^T + b: C starts as the bias in every row, beta = 1; its backward dy @ W and dy^T @ x)
+// hand your kernel transposed copies, so one GEMM serves F.gemm, F.linear and training.
 CF_STUDENT_API void convforge_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                                    int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                                    int64_t ldc CF_STUDENT_STREAM);
 
 // ---- op "max_pool2d" / "avg_pool2d" -------------------------------------------------------------
-// y is N x C x P x Q. max: indices (may be NULL) get the flat position h*W + w of each maximum in
+// Window (p, q) covers input rows h = p*stride_h - pad_h + r*dilation_h (r < R) and columns
+// w = q*stride_w - pad_w + s*dilation_w (s < S); positions outside the input are skipped (max) or
+// count as zeros (avg, see below). ceil_mode only fixes P, Q (already filled in) and, for avg, the
+// divisor. x and y are N x C x H x W and N x C x P x Q; dilation is 1 for avg.
+//
+// max: indices (may be NULL: then write only y) get the flat position h*W + w of each maximum in
 // its input plane; ties go to the first in row-major window order; NaN wins (as in PyTorch).
 CF_STUDENT_API void convforge_max_pool2d_forward(const Pool2dGeometry* g, const float* x, float* y,
                                                  int64_t* indices CF_STUDENT_STREAM);
+// Optional (graded and used by nn.MaxPool2d's backward when present; otherwise ours is used):
+// dx (N x C x H x W) = for each input element, the sum of dy over the outputs whose index is it
+// (windows overlap when stride < kernel); zero where none. Write every element of dx.
+CF_STUDENT_API void convforge_max_pool2d_backward(const Pool2dGeometry* g, const float* dy,
+                                                  const int64_t* indices, float* dx CF_STUDENT_STREAM);
 // avg: the window sum divided by R*S when count_include_pad (padding counts, the part of a
 // ceil_mode window past the padding does not), else by the number of input pixels in the window.
 CF_STUDENT_API void convforge_avg_pool2d_forward(const Pool2dGeometry* g, int count_include_pad,
                                                  const float* x, float* y CF_STUDENT_STREAM);
+// Optional (graded and used by nn.AvgPool2d's backward when present): dx (N x C x H x W) = for each
+// input element, the sum over the windows that contain it of dy / (that window's divisor).
+CF_STUDENT_API void convforge_avg_pool2d_backward(const Pool2dGeometry* g, int count_include_pad,
+                                                  const float* dy, float* dx CF_STUDENT_STREAM);
