@@ -22,6 +22,8 @@ from .functional import (  # noqa: F401  (re-exported: the names a user reaches 
     relu,
     set_num_threads,
     get_num_threads,
+    set_flush_denormal,
+    get_flush_denormal,
 )
 from . import functional  # noqa: F401
 from .kernels import KernelCompileError, load_kernel  # noqa: F401  (student kernels: convforge/kernels.py)
@@ -30,17 +32,22 @@ __version__ = _C._build_info()["version"]
 
 
 def build_info() -> dict:
-    """Version, compiler, SIMD level chosen at run time, OpenMP threads, CUDA build and visible GPUs."""
+    """Version, compiler, SIMD level chosen at run time, OpenMP threads, whether subnormals are
+    flushed to zero, CUDA build and visible GPUs."""
     info = dict(_C._build_info())
     info["num_threads"] = _C.get_num_threads()
+    info["flush_denormal"] = _C.get_flush_denormal()
     from . import cuda
 
     info["cuda_compiled"] = cuda.is_compiled()
     info["cuda_available"] = cuda.is_available()
-    info["gpus"] = [
-        {"name": cuda.get_device_name(i), "capability": cuda.get_device_capability(i)}
-        for i in range(cuda.device_count())
-    ]
+    try:
+        info["gpus"] = [
+            {"name": cuda.get_device_name(i), "capability": cuda.get_device_capability(i)}
+            for i in range(cuda.device_count())
+        ]
+    except RuntimeError:  # a child forked from a process that had used CUDA: it cannot ask the GPU
+        info["gpus"] = "unknown (CUDA cannot be used after fork)"
     return info
 
 

@@ -1,0 +1,136 @@
+// The floating-point mode of a kernel call and the OpenMP pool across fork (kernel_env.h).
+#include "cpu/kernel_env.h"
+
+#include <omp.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#if defined(__x86_64__) && defined(__SSE__)
+#include <xmmintrin.h>
+#define CONVFORGE_FP_X86 1
+#elif defined(__aarch64__)
+#define CONVFORGE_FP_ARM64 1
+#endif
+
+namespace convforge::cpu {
+
+namespace {
+
+#if defined(CONVFORGE_FP_X86)
+constexpr uint64_t kFlushBits = 0x8000 | 0x0040;  // MXCSR.FTZ (bit 15) | MXCSR.DAZ (bit 6)
+uint64_t read_register() { return _mm_getcsr(); }
+void write_register(uint64_t v) { _mm_setcsr(static_cast<unsigned>(v)); }
+#elif defined(CONVFORGE_FP_ARM64)
+constexpr uint64_t kFlushBits = uint64_t(1) << 24;  // FPCR.FZ: subnormal inputs and results are zero
+uint64_t read_register() {
+  uint64_t v;
+  __asm__ __volatile__("mrs %0, fpcr" : "=r"(v));
+  return v;
+}
+void write_register(uint64_t v) { __asm__ __volatile__("msr fpcr, %0" : : "r"(v)); }
+#else
+constexpr uint64_t kFlushBits = 0;
+uint64_t read_register() { return 0; }
+void write_register(uint64_t) {}
+#endif
+
+bool flush_from_env() {
+  const char* env = std::getenv("CONVFORGE_FLUSH_DENORMAL");
+  if (!env) return true;
+  std::string v(env);
+  for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return !(v == "0" || v == "false" || v == "off" || v == "no");
+}
+
+std::atomic<bool>& flush_setting() {
+  static std::atomic<bool> on{flush_from_env()};
+  return on;
+}
+
+// A worker thread's register before the call, for the restoring region.
+thread_local bool t_entered = false;
+thread_local uint64_t t_saved = 0;
+
+void enter_worker(uint64_t want) {
+  const uint64_t cur = read_register();
+  t_saved = cur;
+  t_entered = true;
+  const uint64_t next = (cur & ~kFlushBits) | want;
+  if (next != cur) write_register(next);
+}
+
+// `fallback` (the caller's mode) covers a worker that joined after the entry region.
+void leave_worker(uint64_t fallback) {
+  const uint64_t back = t_entered ? t_saved : fallback;
+  t_entered = false;
+  if (read_register() != back) write_register(back);
+}
+
+// Why the pool is torn down in the parent, before fork, rather than repaired in the child:
+// GNU libgomp keeps, per thread that starts parallel regions, a pool of worker threads docked on
+// a barrier. fork() copies that pool's bookkeeping into the child but not its threads, so the
+// child's first parallel region with more than one thread waits on the barrier forever (issue
+// 17). libgomp has no call that forgets an inherited pool, and every call that releases one
+// (omp_pause_resource_all included) waits for its threads, so nothing done in the child can
+// help; running the child single-threaded would only hide the dead pool until the user sets a
+// thread count again. OpenMP 5.0's omp_pause_resource_all, called in the parent just before
+// fork() (in the thread that forks, the only one the child has), joins that pool's threads and
+// frees it: the child starts with no pool and builds a fresh one on its first parallel region,
+// with the parent's thread count; the parent builds a new one the same way (one thread start
+// per worker, once per fork). Other threads' pools do not exist in the child and are untouched.
+// It costs nothing per kernel call, and covers every caller of this libgomp in the process
+// (the course kit's student kernels, compiled with -fopenmp, share it). LLVM's libomp
+// reinitialises itself in the child and accepts the pause as well.
+void pause_openmp_before_fork() {
+#if defined(_OPENMP) && (_OPENMP >= 201811 || (defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10))
+  if (!omp_in_parallel()) omp_pause_resource_all(omp_pause_hard);
+#endif
+}
+
+}  // namespace
+
+bool flush_denormal() { return flush_setting().load(std::memory_order_relaxed); }
+void set_flush_denormal(bool on) { flush_setting().store(on); }
+bool flush_denormal_supported() { return kFlushBits != 0; }
+uint64_t float_control_register() { return read_register(); }
+uint64_t float_flush_bits() { return kFlushBits; }
+
+FloatModeScope::FloatModeScope(int team) {
+  if (kFlushBits == 0) return;
+  const bool on = flush_denormal();
+  const uint64_t cur = read_register();
+  if (!on && (cur & kFlushBits) == 0) return;  // IEEE wanted and already in force
+  const uint64_t want = on ? kFlushBits : 0;
+  team_ = team > 1 && !omp_in_parallel() ? team : 1;
+  saved_ = cur;
+  // The workers first, while the caller is still in its own mode: a worker the region starts
+  // for the first time copies the creating thread's register.
+  if (team_ > 1) {
+#pragma omp parallel num_threads(team_)
+    if (omp_get_thread_num() != 0) enter_worker(want);
+  }
+  const uint64_t next = (cur & ~kFlushBits) | want;
+  if (next != cur) write_register(next);
+}
+
+FloatModeScope::~FloatModeScope() {
+  if (team_ == 0) return;
+  if (team_ > 1) {
+    const uint64_t fallback = saved_;
+#pragma omp parallel num_threads(team_)
+    if (omp_get_thread_num() != 0) leave_worker(fallback);
+  }
+  if (read_register() != saved_) write_register(saved_);
+}
+
+void install_fork_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(pause_openmp_before_fork, nullptr, nullptr); });
+}
+
+}  // namespace convforge::cpu

@@ -1,0 +1,50 @@
+// What every kernel call runs under, set at one place: the bindings' KernelScope
+// (csrc/bindings/cpu_module.cpp), never inside the kernels.
+//
+// - The floating-point mode. Subnormal operands make x86 cores take a microcode assist per
+//   operation (25-80x slower GEMM and conv2d, issue 22), so by default subnormals are flushed to
+//   zero (MXCSR FTZ and DAZ on x86-64, FPCR.FZ on AArch64) for the duration of the call, on the
+//   calling thread and on every thread of its OpenMP team, and each thread's previous mode is
+//   restored afterwards: the caller's floating-point environment is unchanged.
+// - The OpenMP thread pool across fork() (issue 17): see install_fork_handlers.
+#pragma once
+
+#include <cstdint>
+
+namespace convforge::cpu {
+
+// Process-wide setting, read at each call's start. On by default; CONVFORGE_FLUSH_DENORMAL=0
+// (or false/off/no) at load time turns it off, as does set_flush_denormal(false).
+bool flush_denormal();
+void set_flush_denormal(bool on);
+// False where no control register is compiled in (neither x86-64 SSE nor AArch64): the setting
+// is then accepted and has no effect (torch.set_flush_denormal returns False there too).
+bool flush_denormal_supported();
+
+// The calling thread's control register (MXCSR on x86-64, FPCR on AArch64; 0 elsewhere), and
+// the bits this file sets in it. For tests and `convforge info`.
+uint64_t float_control_register();
+uint64_t float_flush_bits();
+
+// Sets the flush mode chosen by flush_denormal() on the calling thread and, when team > 1, on
+// the threads of its OpenMP team of that size (an extra, empty parallel region at entry and at
+// exit; the kernels' regions reuse the same pool threads because they ask for at most `team`
+// threads); each thread gets back its own previous mode on destruction. With flushing off and
+// the calling thread already in IEEE mode it does nothing.
+class FloatModeScope {
+ public:
+  explicit FloatModeScope(int team);
+  ~FloatModeScope();
+  FloatModeScope(const FloatModeScope&) = delete;
+  FloatModeScope& operator=(const FloatModeScope&) = delete;
+
+ private:
+  int team_ = 0;        // 0: inactive
+  uint64_t saved_ = 0;  // the calling thread's register before the call
+};
+
+// Registers (once per process) the pthread_atfork handler that keeps OpenMP usable in a child
+// created by fork() (multiprocessing's "fork" start method, ProcessPoolExecutor, ...).
+void install_fork_handlers();
+
+}  // namespace convforge::cpu
