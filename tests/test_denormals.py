@@ -242,3 +242,22 @@ def test_max_pool2d_and_relu_move_subnormals(rng, flush, algo):
         named = np.take_along_axis(x.reshape(8, 16, -1), idx.reshape(8, 16, -1), axis=2).reshape(p.shape)
         assert np.all((p == named) | (p == 0))
         assert np.all((r == rr) | (r == 0) | (r == x))
+
+
+def test_every_parallel_region_of_the_kernels_sets_the_team_mode():
+    """The worker threads get the mode from firstprivate(team_float_mode) (csrc/cpu/kernel_env.h);
+    a region without it must say why (a comment naming team_float_mode on the line before)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "csrc", "cpu")
+    if not os.path.isdir(root):
+        pytest.skip("no source tree")
+    missing = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if not name.endswith((".cpp", ".h")) or name.startswith("kernel_env"):
+                continue
+            lines = open(os.path.join(folder, name)).read().splitlines()
+            for i, line in enumerate(lines):
+                if line.lstrip().startswith("#pragma omp parallel") and "firstprivate(team_float_mode)" not in line:
+                    if i == 0 or "team_float_mode" not in lines[i - 1]:
+                        missing.append(f"{name}:{i + 1}: {line.strip()}")
+    assert not missing, "parallel regions without firstprivate(team_float_mode):\n" + "\n".join(missing)

@@ -15,6 +15,7 @@ import pytest
 
 import convforge
 import convforge.functional as F
+from convforge import cuda
 import fork_jobs
 
 TIMEOUT_S = 120  # generous: a 2-core machine shared with other jobs; a hang never ends
@@ -150,8 +151,6 @@ def test_set_num_threads_from_several_threads_then_fork(parent_used_threads):
 
 
 def _cuda_child(queue, what, array):
-    from convforge import cuda
-
     try:
         if what == "runtime call":
             cuda.empty_cache()
@@ -166,11 +165,9 @@ def _cuda_child(queue, what, array):
         queue.put(("other", repr(e), None))
 
 
-@pytest.mark.skipif(not convforge.cuda.is_compiled(), reason="convforge was built without CUDA")
+@pytest.mark.skipif(not cuda.is_compiled(), reason="convforge was built without CUDA")
 @pytest.mark.parametrize("what", ["runtime call", "new array", "parent's array"])
 def test_cuda_after_fork_is_a_clear_error(what):
-    from convforge import cuda
-
     cuda.device_count()  # the parent has called the CUDA runtime (with a GPU: initialised it)
     array = None
     if what != "runtime call" and not cuda.is_available():

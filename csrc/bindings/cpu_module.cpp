@@ -143,19 +143,19 @@ FloatArray new_output(const std::vector<int64_t>& shape, const char* what = "out
   return out;
 }
 
+// Held while a kernel runs, by every entry point below: no GIL; this thread's OpenMP team size
+// set from set_num_threads (OpenMP's setting is per calling thread, Python threads included);
+// subnormals flushed to zero on the team unless set_flush_denormal(False) (cpu/kernel_env.h).
 int set_team_size() {
   const int n = num_threads();
   omp_set_num_threads(n);
   return n;
 }
 
-// Held while a kernel runs, by every entry point below: no GIL; this thread's OpenMP team size
-// set from set_num_threads (OpenMP's setting is per calling thread, Python threads included);
-// subnormals flushed to zero on the team unless set_flush_denormal(False) (cpu/kernel_env.h).
 struct KernelScope {
   py::gil_scoped_release no_gil;
   const int team = set_team_size();
-  cpu::FloatModeScope float_mode{team};
+  cpu::FloatModeScope float_mode{team};  // and cpu::team_float_mode in the kernels' regions
 };
 
 const float* data_or_null(const std::optional<FloatArray>& a) { return a ? a->data() : nullptr; }

@@ -52,23 +52,21 @@ std::atomic<bool>& flush_setting() {
   return on;
 }
 
-// A worker thread's register before the call, for the restoring region.
-thread_local bool t_entered = false;
-thread_local uint64_t t_saved = 0;
+// The largest team this thread's OpenMP pool has started while the thread was in its own mode
+// (see FloatModeScope). The pool is freed before fork (pause_openmp_before_fork): 0 again.
+thread_local int t_team_started = 0;
 
-void enter_worker(uint64_t want) {
+// Sets the flush bits wanted now on the calling thread and returns its register before.
+uint64_t enter() {
   const uint64_t cur = read_register();
-  t_saved = cur;
-  t_entered = true;
-  const uint64_t next = (cur & ~kFlushBits) | want;
+  const uint64_t next = (cur & ~kFlushBits) | (flush_setting().load(std::memory_order_relaxed) ? kFlushBits : 0);
   if (next != cur) write_register(next);
+  return cur;
 }
 
-// `fallback` (the caller's mode) covers a worker that joined after the entry region.
-void leave_worker(uint64_t fallback) {
-  const uint64_t back = t_entered ? t_saved : fallback;
-  t_entered = false;
-  if (read_register() != back) write_register(back);
+// Puts the whole register back, status flags raised meanwhile included: unchanged, as it was.
+void leave(uint64_t saved) {
+  if (read_register() != saved) write_register(saved);
 }
 
 // Why the pool is torn down in the parent, before fork, rather than repaired in the child:
@@ -90,6 +88,7 @@ void pause_openmp_before_fork() {
 #if defined(_OPENMP) && (_OPENMP >= 201811 || (defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10))
   if (!omp_in_parallel()) omp_pause_resource_all(omp_pause_hard);
 #endif
+  t_team_started = 0;
 }
 
 }  // namespace
@@ -101,31 +100,28 @@ uint64_t float_control_register() { return read_register(); }
 uint64_t float_flush_bits() { return kFlushBits; }
 
 FloatModeScope::FloatModeScope(int team) {
-  if (kFlushBits == 0) return;
-  const bool on = flush_denormal();
   const uint64_t cur = read_register();
-  if (!on && (cur & kFlushBits) == 0) return;  // IEEE wanted and already in force
-  const uint64_t want = on ? kFlushBits : 0;
-  team_ = team > 1 && !omp_in_parallel() ? team : 1;
-  saved_ = cur;
-  // The workers first, while the caller is still in its own mode: a worker the region starts
-  // for the first time copies the creating thread's register.
-  if (team_ > 1) {
-#pragma omp parallel num_threads(team_)
-    if (omp_get_thread_num() != 0) enter_worker(want);
+  const bool changes = ((cur & kFlushBits) != 0) != flush_setting().load(std::memory_order_relaxed);
+  // A new thread copies the register of the thread that starts it. OpenMP starts its workers in
+  // the first parallel region that needs them; if that were a kernel's, they would be born in
+  // the kernel's mode and "restore" to it (TeamFloatMode). Start them here first, in the
+  // caller's mode: once per thread and team size, not per call.
+  if (kFlushBits != 0 && changes && team > t_team_started && !omp_in_parallel()) {
+#pragma omp parallel num_threads(team)
+    {
+      volatile int started = omp_get_thread_num();  // GCC drops an empty parallel region
+      (void)started;
+    }
+    t_team_started = team;
   }
-  const uint64_t next = (cur & ~kFlushBits) | want;
-  if (next != cur) write_register(next);
+  saved_ = enter();
 }
+FloatModeScope::~FloatModeScope() { leave(saved_); }
 
-FloatModeScope::~FloatModeScope() {
-  if (team_ == 0) return;
-  if (team_ > 1) {
-    const uint64_t fallback = saved_;
-#pragma omp parallel num_threads(team_)
-    if (omp_get_thread_num() != 0) leave_worker(fallback);
-  }
-  if (read_register() != saved_) write_register(saved_);
+TeamFloatMode team_float_mode;
+TeamFloatMode::TeamFloatMode(const TeamFloatMode&) : copy_(true), saved_(enter()) {}
+TeamFloatMode::~TeamFloatMode() {
+  if (copy_) leave(saved_);
 }
 
 void install_fork_handlers() {

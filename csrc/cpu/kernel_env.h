@@ -26,11 +26,10 @@ bool flush_denormal_supported();
 uint64_t float_control_register();
 uint64_t float_flush_bits();
 
-// Sets the flush mode chosen by flush_denormal() on the calling thread and, when team > 1, on
-// the threads of its OpenMP team of that size (an extra, empty parallel region at entry and at
-// exit; the kernels' regions reuse the same pool threads because they ask for at most `team`
-// threads); each thread gets back its own previous mode on destruction. With flushing off and
-// the calling thread already in IEEE mode it does nothing.
+// Sets the flush mode chosen by flush_denormal() on the calling thread (the bindings' KernelScope
+// holds one for each call, whose kernels use teams of at most `team` threads) and puts the
+// thread's whole register back on destruction (status flags raised by the kernel included): the
+// caller's environment is exactly as it was.
 class FloatModeScope {
  public:
   explicit FloatModeScope(int team);
@@ -39,9 +38,29 @@ class FloatModeScope {
   FloatModeScope& operator=(const FloatModeScope&) = delete;
 
  private:
-  int team_ = 0;        // 0: inactive
-  uint64_t saved_ = 0;  // the calling thread's register before the call
+  uint64_t saved_ = 0;  // the thread's register before the call
 };
+
+// The same for the threads of an OpenMP team: every parallel region of the kernels lists
+//     #pragma omp parallel ... firstprivate(team_float_mode)
+// so that each thread of the team copy-constructs its own TeamFloatMode when the region starts
+// (which sets the mode chosen by flush_denormal()) and destroys it when the region ends (which
+// restores that thread's previous mode). On the calling thread, already set by FloatModeScope,
+// it only reads the register. This costs one register read per thread and region, unlike an
+// extra parallel region around each call, which would wake the workers even for kernels that
+// run serially.
+class TeamFloatMode {
+ public:
+  TeamFloatMode() = default;
+  TeamFloatMode(const TeamFloatMode&);
+  ~TeamFloatMode();
+  TeamFloatMode& operator=(const TeamFloatMode&) = delete;
+
+ private:
+  bool copy_ = false;  // the original sets nothing and restores nothing
+  uint64_t saved_ = 0;
+};
+extern TeamFloatMode team_float_mode;  // the original that each region's copies come from
 
 // Registers (once per process) the pthread_atfork handler that keeps OpenMP usable in a child
 // created by fork() (multiprocessing's "fork" start method, ProcessPoolExecutor, ...).
