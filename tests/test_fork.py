@@ -24,13 +24,6 @@ THREADS = 2
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork and forkserver as on Linux")
 
 
-@pytest.fixture(autouse=True)
-def _no_poison():
-    # Children inherit (fork) or not (spawn) the conftest's NaN-poisoned outputs; the comparisons
-    # below are exact, so keep the parent and every child alike.
-    convforge._C._set_poison_outputs(False)
-
-
 @pytest.fixture(scope="module")
 def student_library(tmp_path_factory):
     """The student kernel compiled once (CONVFORGE_CACHE is inherited by every child)."""

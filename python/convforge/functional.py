@@ -371,7 +371,13 @@ def set_flush_denormal(mode: bool) -> bool:
 
 
 def get_flush_denormal() -> bool:
-    """True when the CPU kernels flush subnormals to zero (see :func:`set_flush_denormal`)."""
+    """Whether the CPU kernels flush subnormals to zero (see :func:`set_flush_denormal`).
+
+    Returns
+    -------
+    bool
+        True when flushing is on and this CPU supports it.
+    """
     return bool(_C.get_flush_denormal())
 
 
