@@ -44,6 +44,16 @@ def poisoned_outputs():
     _C._set_poison_outputs(False)
 
 
+@pytest.fixture
+def ieee_subnormals():
+    """IEEE 754 subnormals in the CPU kernels (convforge flushes them to zero by default), for tests
+    whose inputs are subnormal on purpose and compare with PyTorch's default, IEEE, results."""
+    previous = convforge.get_flush_denormal()
+    convforge.set_flush_denormal(False)
+    yield
+    convforge.set_flush_denormal(previous)
+
+
 @pytest.fixture(params=["scalar", "avx2", "avx512"])
 def simd_level(request):
     """Runs a test once per SIMD level this CPU supports (the portable fallback included)."""
