@@ -56,10 +56,15 @@ std::atomic<bool>& flush_setting() {
 // (see FloatModeScope). The pool is freed before fork (pause_openmp_before_fork): 0 again.
 thread_local int t_team_started = 0;
 
+// The register with the flush bits wanted now.
+uint64_t wanted(uint64_t reg) {
+  return (reg & ~kFlushBits) | (flush_setting().load(std::memory_order_relaxed) ? kFlushBits : 0);
+}
+
 // Sets the flush bits wanted now on the calling thread and returns its register before.
 uint64_t enter() {
   const uint64_t cur = read_register();
-  const uint64_t next = (cur & ~kFlushBits) | (flush_setting().load(std::memory_order_relaxed) ? kFlushBits : 0);
+  const uint64_t next = wanted(cur);
   if (next != cur) write_register(next);
   return cur;
 }
@@ -101,7 +106,7 @@ uint64_t float_flush_bits() { return kFlushBits; }
 
 FloatModeScope::FloatModeScope(int team) {
   const uint64_t cur = read_register();
-  const bool changes = ((cur & kFlushBits) != 0) != flush_setting().load(std::memory_order_relaxed);
+  const bool changes = wanted(cur) != cur;
   // A new thread copies the register of the thread that starts it. OpenMP starts its workers in
   // the first parallel region that needs them; if that were a kernel's, they would be born in
   // the kernel's mode and "restore" to it (TeamFloatMode). Start them here first, in the

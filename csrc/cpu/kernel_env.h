@@ -1,5 +1,6 @@
-// What every kernel call runs under, set at one place: the bindings' KernelScope
-// (csrc/bindings/cpu_module.cpp), never inside the kernels.
+// What every kernel call runs under: set by the bindings' KernelScope (csrc/bindings/
+// cpu_module.cpp) for the calling thread, and by firstprivate(team_float_mode) on each parallel
+// region of the kernels for the OpenMP team.
 //
 // - The floating-point mode. Subnormal operands make x86 cores take a microcode assist per
 //   operation (25-80x slower GEMM and conv2d, issue 22), so by default subnormals are flushed to
