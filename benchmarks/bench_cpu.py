@@ -128,7 +128,7 @@ def make_convforge(kind, p, rng):
         gy = F.conv2d(x, w, bias, padding=p["pad"])
         mask = (True, False, False) if kind == "conv_bwd_data" else (False, True, True)
         return lambda: F.conv2d_backward(gy, x, w, padding=p["pad"], output_mask=mask)
-    x = rng.standard_normal(p["shape"], dtype=np.float32)
+    x = operand(rng, p["shape"], p, False)
     if kind == "maxpool":
         return lambda: F.max_pool2d(x, 2)
     return lambda: F.avg_pool2d(x, 2)
@@ -159,7 +159,7 @@ def make_torch(kind, p, rng):
         mask = [True, False, False] if kind == "conv_bwd_data" else [False, True, True]
         return lambda: torch.ops.aten.convolution_backward(
             gy, x, w, [p["k"]], [1, 1], pad, [1, 1], False, [0, 0], 1, mask)
-    x = torch.randn(*p["shape"], generator=g)
+    x = torch.from_numpy(operand(rng, p["shape"], p, False))
     if kind == "maxpool":
         return lambda: TF.max_pool2d(x, 2)
     return lambda: TF.avg_pool2d(x, 2)
