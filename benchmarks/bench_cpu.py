@@ -1,6 +1,6 @@
 """CPU benchmark: our GEMM, conv2d and pooling kernels beside PyTorch (oneDNN) and numpy (OpenBLAS).
 
-    python benchmarks/bench_cpu.py [--threads 1|2] [--only gemm,skinny,conv,resnet,alexnet,pool]
+    python benchmarks/bench_cpu.py [--threads 1|2] [--only gemm,skinny,conv,resnet,alexnet,pool,subnormal]
                                    [--cases REGEX] [--quick] [--no-tuned] [--md [FILE]] [--json FILE] [--plot FILE.png]
 
 Each library is timed in its own process (`--worker NAME`), so that two thread pools in one process
@@ -12,6 +12,11 @@ are faster), GFLOP/s of the faster of our two runs and its percentage of the fp3
 machine for the threads in use (convforge.machine_info(); --peak-per-core overrides it).
 `--md` writes benchmarks/results/cpu_<uarch>_<threads>t.md with the machine description at the top.
 `--quick` keeps one case per kind of shape (about a minute); `--cases REGEX` keeps the matching names.
+
+The "subnormal" rows (issue 22) give one operand subnormal values (rand * 1e-39): "flush" runs ours
+with convforge.set_flush_denormal(True) (our default) and torch with torch.set_flush_denormal(True);
+"IEEE" runs ours with set_flush_denormal(False) and torch as it is by default. Compare them with the
+same sizes on normal inputs (sgemm 512x512x512, and the group's conv3x3 row).
 """
 from __future__ import annotations
 
@@ -84,6 +89,15 @@ def cases(only, pattern=None, quick=False):
             if kind == "conv_bwd_data" and c <= 3:
                 continue  # a first layer's input gradient is never needed
             out.append(("conv", f"{kind[5:]} {name} N={n}", kind, params))
+    if "subnormal" in only:
+        conv = dict(n=8, c=64, k=64, h=56, r=3, stride=1, pad=1)
+        out.append(("subnormal", "conv3x3 64->64 56x56 N=8", "conv_fwd", conv))
+        for flush in (True, False):
+            mode = "flush" if flush else "IEEE"
+            out.append(("subnormal", f"sgemm 512^3 subnormal b, {mode}", "gemm",
+                        dict(m=512, n=512, k=512, subnormal=True, flush=flush)))
+            out.append(("subnormal", f"conv3x3 64->64 N=8 subnormal x, {mode}", "conv_fwd",
+                        dict(conv, subnormal=True, flush=flush)))
     if "pool" in only:
         for shape in [(16, 64, 112, 112), (256, 6, 28, 28)]:
             for kind in ("maxpool", "avgpool"):
@@ -108,25 +122,55 @@ def gflop(kind, p):
 # ------------------------------------------------------------------------------------------------
 # Workers: build the inputs and return a zero-argument callable for one case.
 # ------------------------------------------------------------------------------------------------
-def make_convforge(kind, p, rng):
+def operand(rng, shape, p, subnormal_ok):
+    """Standard-normal float32, or subnormal values (rand * 1e-39) for the subnormal rows."""
     import numpy as np
+
+    if p.get("subnormal") and subnormal_ok:
+        return (rng.random(shape) * 1e-39).astype(np.float32)
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def flushing(set_mode, p, fn):
+    """fn run in the row's flush mode (subnormal rows), then back in the library's default."""
+    if "flush" not in p:
+        return fn
+    default = set_mode(p["flush"])
+
+    def run():
+        set_mode(p["flush"])
+        try:
+            return fn()
+        finally:
+            set_mode(default)
+
+    set_mode(default)
+    return run
+
+
+def make_convforge(kind, p, rng):
     import convforge.functional as F
 
+    def set_mode(flush):
+        old = F.get_flush_denormal()
+        F.set_flush_denormal(flush)
+        return old
+
     if kind == "gemm":
-        a = rng.standard_normal((p["m"], p["k"]), dtype=np.float32)
-        b = rng.standard_normal((p["k"], p["n"]), dtype=np.float32)
-        return lambda: F.gemm(a, b)
+        a = operand(rng, (p["m"], p["k"]), p, False)
+        b = operand(rng, (p["k"], p["n"]), p, True)
+        return flushing(set_mode, p, lambda: F.gemm(a, b))
     if kind.startswith("conv"):
-        x = rng.standard_normal((p["n"], p["c"], p["h"], p["h"]), dtype=np.float32)
-        w = rng.standard_normal((p["k"], p["c"], p["r"], p["r"]), dtype=np.float32)
-        bias = rng.standard_normal(p["k"], dtype=np.float32)
+        x = operand(rng, (p["n"], p["c"], p["h"], p["h"]), p, True)
+        w = operand(rng, (p["k"], p["c"], p["r"], p["r"]), p, False)
+        bias = operand(rng, (p["k"],), p, False)
         kw = dict(stride=p["stride"], padding=p["pad"])
         if kind == "conv_fwd":
-            return lambda: F.conv2d(x, w, bias, **kw)
+            return flushing(set_mode, p, lambda: F.conv2d(x, w, bias, **kw))
         gy = F.conv2d(x, w, bias, **kw)
         mask = (True, False, False) if kind == "conv_bwd_data" else (False, True, True)
         return lambda: F.conv2d_backward(gy, x, w, **kw, output_mask=mask)
-    x = rng.standard_normal(p["shape"], dtype=np.float32)
+    x = operand(rng, p["shape"], p, False)
     if kind == "maxpool":
         return lambda: F.max_pool2d(x, 2)
     return lambda: F.avg_pool2d(x, 2)
@@ -137,35 +181,37 @@ def make_torch(kind, p, rng):
     import torch.nn.functional as TF
 
     torch.set_grad_enabled(False)
-    g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+
+    def set_mode(flush):  # torch's default is IEEE; it sets the calling thread's MXCSR only
+        torch.set_flush_denormal(flush)
+        return False
+
     if kind == "gemm":
-        a = torch.randn(p["m"], p["k"], generator=g)
-        b = torch.randn(p["k"], p["n"], generator=g)
-        return lambda: torch.matmul(a, b)
+        a = torch.from_numpy(operand(rng, (p["m"], p["k"]), p, False))
+        b = torch.from_numpy(operand(rng, (p["k"], p["n"]), p, True))
+        return flushing(set_mode, p, lambda: torch.matmul(a, b))
     if kind.startswith("conv"):
-        x = torch.randn(p["n"], p["c"], p["h"], p["h"], generator=g)
-        w = torch.randn(p["k"], p["c"], p["r"], p["r"], generator=g)
-        bias = torch.randn(p["k"], generator=g)
+        x = torch.from_numpy(operand(rng, (p["n"], p["c"], p["h"], p["h"]), p, True))
+        w = torch.from_numpy(operand(rng, (p["k"], p["c"], p["r"], p["r"]), p, False))
+        bias = torch.from_numpy(operand(rng, (p["k"],), p, False))
         pad, stride = [p["pad"]] * 2, [p["stride"]] * 2
         if kind == "conv_fwd":
-            return lambda: TF.conv2d(x, w, bias, stride=stride, padding=pad)
+            return flushing(set_mode, p, lambda: TF.conv2d(x, w, bias, stride=stride, padding=pad))
         gy = TF.conv2d(x, w, bias, stride=stride, padding=pad)
         mask = [True, False, False] if kind == "conv_bwd_data" else [False, True, True]
         return lambda: torch.ops.aten.convolution_backward(
             gy, x, w, [p["k"]], stride, pad, [1, 1], False, [0, 0], 1, mask)
-    x = torch.randn(*p["shape"], generator=g)
+    x = torch.from_numpy(operand(rng, p["shape"], p, False))
     if kind == "maxpool":
         return lambda: TF.max_pool2d(x, 2)
     return lambda: TF.avg_pool2d(x, 2)
 
 
 def make_numpy(kind, p, rng):
-    import numpy as np
-
-    if kind != "gemm":
+    if kind != "gemm" or p.get("flush"):  # numpy cannot flush subnormals
         return None
-    a = rng.standard_normal((p["m"], p["k"]), dtype=np.float32)
-    b = rng.standard_normal((p["k"], p["n"]), dtype=np.float32)
+    a = operand(rng, (p["m"], p["k"]), p, False)
+    b = operand(rng, (p["k"], p["n"]), p, True)
     return lambda: a @ b
 
 
@@ -265,7 +311,7 @@ def machine_lines(machine, threads, peak, peak_source):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default="gemm,skinny,conv,resnet,alexnet,pool",
+    ap.add_argument("--only", default="gemm,skinny,conv,resnet,alexnet,pool,subnormal",
                     help="groups: gemm, skinny, conv (LeNet-5, VGG-16), resnet, alexnet, pool")
     ap.add_argument("--cases", default=None, help="keep only the cases whose name matches this regular expression")
     ap.add_argument("--quick", action="store_true", help="one case per kind of shape (about a minute)")

@@ -58,6 +58,16 @@ def kernel_cache(request, tmp_path_factory):
         os.environ["CONVFORGE_CACHE"] = old
 
 
+@pytest.fixture
+def ieee_subnormals():
+    """IEEE 754 subnormals in the CPU kernels (convforge flushes them to zero by default), for tests
+    whose inputs are subnormal on purpose and compare with PyTorch's default, IEEE, results."""
+    previous = convforge.get_flush_denormal()
+    convforge.set_flush_denormal(False)
+    yield
+    convforge.set_flush_denormal(previous)
+
+
 # The SIMD levels of this build's architecture (x86-64 or AArch64), lowest first.
 _LADDER = ["scalar", "neon"] if "neon" in _C._simd_levels() else ["scalar", "avx2", "avx512"]
 

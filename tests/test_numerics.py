@@ -153,7 +153,7 @@ def test_linear_propagates_nan_inf(rng):
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
-def test_activations_special_values_match_torch(simd_level, name):
+def test_activations_special_values_match_torch(simd_level, name, ieee_subnormals):  # 1e-45 is subnormal
     v = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 88.0, -88.0, 100.0, -100.0,
                   1e30, -1e30, 3.4e38, -3.4e38, 0.5, -0.5] * 3, np.float32)  # *3: past one SIMD vector
     y = getattr(F, name)(v)

@@ -15,6 +15,7 @@
 #   test_conv2d test_pool test_adaptive_pool test_batch_norm test_gemm test_activations
 #   test_api_errors test_lecture_examples
 #   test_threads test_numerics test_memory_limits test_properties (hypothesis "ci" profile)
+#   test_denormals
 #   test_concurrency's mixed-op stress test.
 # Left out: test_leaks and the GIL timing test (ASan's quarantine and slowdown make RSS and
 # wall-clock measurements meaningless), test_viz/test_transfer (no new C++ paths), CUDA tests.
@@ -53,7 +54,7 @@ rm -rf "$logdir" && mkdir -p "$logdir"
 tests=(tests/test_conv2d.py tests/test_pool.py tests/test_adaptive_pool.py tests/test_batch_norm.py
        tests/test_gemm.py tests/test_activations.py
        tests/test_api_errors.py tests/test_lecture_examples.py tests/test_threads.py
-       tests/test_numerics.py tests/test_memory_limits.py tests/test_properties.py
+       tests/test_numerics.py tests/test_memory_limits.py tests/test_properties.py tests/test_denormals.py
        "tests/test_concurrency.py::test_mixed_ops_from_many_threads")
 
 export PYTHONPATH="$PWD/$dir:$PWD/python${PYTHONPATH:+:$PYTHONPATH}"

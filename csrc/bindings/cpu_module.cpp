@@ -24,6 +24,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/elementwise/elementwise.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/kernel_env.h"
 #include "cpu/norm/batch_norm.h"
 #include "cpu/pool/pool2d.h"
 
@@ -143,11 +144,19 @@ FloatArray new_output(const std::vector<int64_t>& shape, const char* what = "out
   return out;
 }
 
-// Held while a kernel runs: no GIL, and this thread's OpenMP team size set from
-// set_num_threads (OpenMP's setting is per calling thread, Python threads included).
+// Held while a kernel runs, by every entry point below: no GIL; this thread's OpenMP team size
+// set from set_num_threads (OpenMP's setting is per calling thread, Python threads included);
+// subnormals flushed to zero on the team unless set_flush_denormal(False) (cpu/kernel_env.h).
+int set_team_size() {
+  const int n = num_threads();
+  omp_set_num_threads(n);
+  return n;
+}
+
 struct KernelScope {
   py::gil_scoped_release no_gil;
-  KernelScope() { omp_set_num_threads(num_threads()); }
+  const int team = set_team_size();
+  cpu::FloatModeScope float_mode{team};  // and cpu::team_float_mode in the kernels' regions
 };
 
 const float* data_or_null(const std::optional<FloatArray>& a) { return a ? a->data() : nullptr; }
@@ -171,6 +180,7 @@ PYBIND11_MODULE(_C, m) {
   bind_geometry(m);
   bind_build_info(m);
   bind_machine(m);
+  cpu::install_fork_handlers();  // OpenMP in fork()ed children (cpu/kernel_env.cpp says how)
 
   // ---- configuration ----
   m.def("set_num_threads", [](int n) {
@@ -178,6 +188,15 @@ PYBIND11_MODULE(_C, m) {
     g_threads.store(n);
   });
   m.def("get_num_threads", &num_threads);
+  m.def("set_flush_denormal", [](bool on) {
+    cpu::set_flush_denormal(on);
+    return cpu::flush_denormal_supported();
+  });
+  m.def("get_flush_denormal", [] { return cpu::flush_denormal() && cpu::flush_denormal_supported(); });
+  m.def("flush_denormal_supported", &cpu::flush_denormal_supported);
+  // Test hook: the calling thread's MXCSR (x86-64) or FPCR (AArch64), and the bits we set in it.
+  m.def("_float_control_register", &cpu::float_control_register);
+  m.def("_float_flush_bits", &cpu::float_flush_bits);
   m.def("_set_poison_outputs", [](bool on) { g_poison.store(on); });
   // Test hook: pretend only `bytes` are available (-1: ask the machine again).
   m.def("_set_memory_limit", [](int64_t bytes) { g_memory_limit.store(bytes < 0 ? -1 : bytes); });

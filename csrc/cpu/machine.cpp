@@ -229,6 +229,7 @@ double time_loop(float (*loop)(int64_t), int64_t flops_per_iter, int threads) {
   }
   iters *= 3;
   double total = 0;
+// not a kernel: measures the machine in its own mode, so no team_float_mode here
 #pragma omp parallel num_threads(threads) reduction(+ : total)
   {
     double best = 0;
@@ -278,6 +279,7 @@ double triad_bandwidth_now(int threads) {
   const int64_t llc = std::max(machine().l3_bytes, machine().l2_bytes);
   const int64_t n = std::clamp<int64_t>(2 * llc, int64_t(16) << 20, int64_t(64) << 20) / 4;
   std::unique_ptr<float[]> a(new float[n]), b(new float[n]), c(new float[n]);
+// not a kernel: measures the machine in its own mode, so no team_float_mode here
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) a[i] = 0.0f, b[i] = 1.0f, c[i] = 2.0f;  // first touch per thread
   double best = 0;
@@ -286,6 +288,7 @@ double triad_bandwidth_now(int threads) {
   for (int rep = 0; rep < 5; ++rep) {
     const float s = 0.5f + rep;
     const auto t0 = std::chrono::steady_clock::now();
+// not a kernel: measures the machine in its own mode, so no team_float_mode here
 #pragma omp parallel for simd num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + s * pc[i];
     best = std::max(best, 12.0 * n / seconds_since(t0) / 1e9);

@@ -1,6 +1,8 @@
 // Error checks, per-device streams and the caching allocator (see runtime.h).
 #include "cuda/runtime.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -21,22 +23,56 @@ void check_launch(const char* op) {
   if (err != cudaSuccess) throw_cuda_error(err, op, "kernel launch");
 }
 
+namespace {
+
+std::atomic<bool> g_cuda_touched{false};  // this process has called the CUDA runtime
+std::atomic<bool> g_forked_child{false};  // ... and then fork()ed: we are the child
+std::atomic<int> g_device_count{0};
+
+// Runs in the child only, right after fork(), in the one thread the child has.
+void after_fork_in_child() {
+  if (g_cuda_touched.load()) g_forked_child.store(true);
+}
+
+}  // namespace
+
+void check_not_forked(const char* op) {
+  if (g_forked_child.load(std::memory_order_relaxed))
+    throw std::runtime_error(
+        std::string("convforge.cuda: ") + op +
+        ": CUDA cannot be used after fork: this process was forked from one that had already "
+        "initialised CUDA, and a CUDA context does not survive fork. Start worker processes with "
+        "the 'spawn' start method (multiprocessing.get_context('spawn'), or "
+        "ProcessPoolExecutor(mp_context=multiprocessing.get_context('spawn'))) or 'forkserver', "
+        "and create device arrays in the worker");
+  if (!g_cuda_touched.load(std::memory_order_relaxed)) {
+    static std::once_flag once;
+    std::call_once(once, [] { pthread_atfork(nullptr, nullptr, after_fork_in_child); });
+    g_cuda_touched.store(true);
+  }
+}
+
 int device_count() {
+  if (g_forked_child.load(std::memory_order_relaxed)) return g_device_count.load();
+  check_not_forked("device_count");
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     cudaGetLastError();  // clear the (non-sticky) error so that later checks do not see it
-    return 0;
+    n = 0;
   }
+  g_device_count.store(n);
   return n;
 }
 
 int current_device() {
+  check_not_forked("current_device");
   int d = 0;
   CUDA_CHECK("current_device", cudaGetDevice(&d));
   return d;
 }
 
 DeviceGuard::DeviceGuard(int device) {
+  check_not_forked("set device");
   CUDA_CHECK("set device", cudaGetDevice(&previous_));
   if (previous_ != device) CUDA_CHECK("set device", cudaSetDevice(device));
 }
@@ -65,6 +101,7 @@ void check_device_index(int device, const char* op) {
 }  // namespace
 
 cudaStream_t stream_for(int device) {
+  check_not_forked("stream");
   check_device_index(device, "stream");
   std::lock_guard<std::mutex> lock(streams_mutex());
   if (!g_streams[device]) {
@@ -84,6 +121,7 @@ void synchronize(int device) {
 }
 
 const DeviceProps& device_props(int device) {
+  check_not_forked("device properties");
   check_device_index(device, "device_props");
   static std::mutex m;
   static std::map<int, DeviceProps> cache;
@@ -161,6 +199,7 @@ std::atomic<bool> g_poison{false};
 }  // namespace
 
 void* device_alloc(size_t bytes, int device) {
+  check_not_forked("allocate");
   check_device_index(device, "allocate");
   const size_t cls = size_class(bytes);
   Allocator& a = allocator();
@@ -198,7 +237,7 @@ void* device_alloc(size_t bytes, int device) {
 }
 
 void device_free(void* ptr, int device, bool exported) noexcept {
-  if (!ptr) return;
+  if (!ptr || g_forked_child.load()) return;  // a forked child: the parent's block, leave it
   Allocator& a = allocator();
   if (exported) {
     // Another library may have queued work on this memory on its own stream.
@@ -220,6 +259,7 @@ void device_free(void* ptr, int device, bool exported) noexcept {
 }
 
 void empty_cache() {
+  check_not_forked("empty_cache");
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.m);
   a.release_cached();

@@ -29,7 +29,15 @@ namespace convforge::cuda {
 // Checks a kernel launch (configuration errors) and any earlier asynchronous fault.
 void check_launch(const char* op);
 
-// Number of visible devices; 0 (never an exception) when there is no driver or no GPU.
+// CUDA does not survive fork(): a child of a process that has initialised it cannot use the
+// parent's context, streams or memory, and the driver may hang or crash when asked to. Every
+// entry point below calls this first; in such a child it throws std::runtime_error (Python's
+// RuntimeError) that says so and names the "spawn" start method. Freeing memory inherited from
+// the parent does nothing there (the blocks belong to the parent's context).
+void check_not_forked(const char* op);
+
+// Number of visible devices; 0 (never an exception) when there is no driver or no GPU. In a
+// forked child (see check_not_forked) the parent's count, without calling CUDA.
 int device_count();
 int current_device();
 

@@ -22,6 +22,8 @@ from .functional import (  # noqa: F401  (re-exported: the names a user reaches 
     relu,
     set_num_threads,
     get_num_threads,
+    set_flush_denormal,
+    get_flush_denormal,
 )
 from . import functional  # noqa: F401
 from .kernels import KernelCompileError, load_kernel  # noqa: F401  (student kernels: convforge/kernels.py)
@@ -40,19 +42,24 @@ def build_info() -> dict:
         ``version``; ``arch`` (``x86_64``, ``aarch64``); ``compiler``; ``openmp`` (the ``_OPENMP``
         date) and ``openmp_runtime`` (the library the OpenMP calls resolve to: libgomp for gcc,
         libomp for clang); ``simd_supported`` and ``simd_in_use`` (``scalar``, ``avx2``,
-        ``avx512``, ``neon``); ``sve`` on AArch64; ``omp_max_threads``, ``num_threads``,
+        ``avx512``, ``neon``); ``sve`` on AArch64; ``omp_max_threads``, ``num_threads``, ``flush_denormal`` (whether the CPU kernels flush
+        subnormals to zero, ``set_flush_denormal``),
         ``build_type``; ``cuda_compiled``, ``cuda_available`` and ``gpus``.
     """
     info = dict(_C._build_info())
     info["num_threads"] = _C.get_num_threads()
+    info["flush_denormal"] = _C.get_flush_denormal()
     from . import cuda
 
     info["cuda_compiled"] = cuda.is_compiled()
     info["cuda_available"] = cuda.is_available()
-    info["gpus"] = [
-        {"name": cuda.get_device_name(i), "capability": cuda.get_device_capability(i)}
-        for i in range(cuda.device_count())
-    ]
+    try:
+        info["gpus"] = [
+            {"name": cuda.get_device_name(i), "capability": cuda.get_device_capability(i)}
+            for i in range(cuda.device_count())
+        ]
+    except RuntimeError:  # a child forked from a process that had used CUDA: it cannot ask the GPU
+        info["gpus"] = "unknown (CUDA cannot be used after fork)"
     return info
 
 

@@ -86,6 +86,12 @@ def integer(op: str, name: str, v) -> int:
     return operator.index(v)
 
 
+def boolean(op: str, name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be True or False, got {v!r}")
+    return bool(v)
+
+
 def pair(op: str, name: str, v) -> tuple[int, int]:
     """An int or a pair of ints, as PyTorch's _pair."""
     if isinstance(v, (tuple, list)):

@@ -25,7 +25,7 @@ __all__ = [
     "gemm", "matmul", "linear", "linear_backward",
     "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
     "cross_entropy", "cross_entropy_backward",
-    "set_num_threads", "get_num_threads", "algos",
+    "set_num_threads", "get_num_threads", "set_flush_denormal", "get_flush_denormal", "algos",
 ]
 
 
@@ -573,6 +573,49 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return int(_C.get_num_threads())
+
+
+def set_flush_denormal(mode: bool) -> bool:
+    """Whether the CPU kernels flush subnormal numbers to zero (on by default), as
+    ``torch.set_flush_denormal``.
+
+    While a kernel runs, the calling thread and its OpenMP threads use flush-to-zero and
+    denormals-are-zero (MXCSR FTZ/DAZ on x86-64, FPCR.FZ on AArch64): subnormal inputs read as 0
+    and results that would be subnormal (|x| < 1.17549435e-38 in float32) are written as 0, so
+    that they cannot slow a kernel down 25-80 times. Each thread's previous mode is restored
+    when the call returns: the caller's floating-point environment is never changed. With
+    ``False`` the kernels compute IEEE 754 subnormals, as PyTorch does by default. The
+    environment variable ``CONVFORGE_FLUSH_DENORMAL=0`` sets ``False`` at import. Affects every
+    Python thread; CUDA kernels are not affected.
+
+    Parameters
+    ----------
+    mode : bool
+        True to flush subnormals to zero, False to keep them.
+
+    Returns
+    -------
+    bool
+        True where this CPU's mode can be set (x86-64 and AArch64); False elsewhere, where
+        the setting has no effect (``torch.set_flush_denormal`` returns False there too).
+
+    Raises
+    ------
+    TypeError
+        If mode is not a bool.
+    """
+    return bool(_C.set_flush_denormal(chk.boolean("set_flush_denormal", "mode", mode)))
+
+
+def get_flush_denormal() -> bool:
+    """Whether the CPU kernels flush subnormals to zero (see :func:`set_flush_denormal`).
+
+    Returns
+    -------
+    bool
+        True when flushing is on and this CPU supports it.
+    """
+    return bool(_C.get_flush_denormal())
 
 
 def algos(op: str, device: str = "cpu") -> list:

@@ -51,6 +51,7 @@ namespace {
 bool all_finite(const float* p, int64_t n) {
   float acc = 0.0f;  // 0 * Inf and 0 * NaN are NaN, and a NaN term makes the sum NaN
   const bool par = !omp_in_parallel() && n > (1 << 18);
+  // No firstprivate(team_float_mode) (cpu/kernel_env.h): x * 0 is 0, Inf or NaN in any mode.
 #pragma omp parallel for simd reduction(+ : acc) schedule(static) if (par)
   for (int64_t i = 0; i < n; ++i) acc += p[i] * 0.0f;
   return acc == 0.0f;

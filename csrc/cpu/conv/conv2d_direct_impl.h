@@ -10,7 +10,7 @@
 // Work items are (image, group, block of KB filters, output row p), p fastest; each thread
 // keeps its packed copy of the current filter block, repacked only when the block changes.
 // Do not include anywhere else: everything here must have internal linkage. The includer
-// provides <omp.h>, conv2d_internal.h and gemm/gemm_blocked.h. No std:: templates here:
+// provides <omp.h>, conv2d_internal.h, gemm/gemm_blocked.h and kernel_env.h. No std:: templates here:
 // their out-of-line copies are shared between translation units, and the linker could
 // keep one compiled with AVX-512 for the portable build.
 
@@ -49,7 +49,7 @@ inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x
     thread_scratch(ScratchSlot::ConvCol, img);
   }
 
-#pragma omp parallel if (threaded)
+#pragma omp parallel if (threaded) firstprivate(team_float_mode)
   {
     float* wblk = thread_scratch(ScratchSlot::ConvPartial2, Cg * RS * KB);
     float* xp = thread_scratch(ScratchSlot::ConvCol, img);
@@ -161,7 +161,7 @@ inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const floa
     thread_scratch(ScratchSlot::ConvCol, img);
   }
 
-#pragma omp parallel if (threaded)
+#pragma omp parallel if (threaded) firstprivate(team_float_mode)
   {
     float* wblk = thread_scratch(ScratchSlot::ConvPartial2, CRS * KV);
     float* xp = thread_scratch(ScratchSlot::ConvCol, img);
@@ -281,7 +281,7 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
 
   for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
     const int64_t nn = direct_min(chunk, g.N - n0);
-#pragma omp parallel if (threaded)
+#pragma omp parallel if (threaded) firstprivate(team_float_mode)
     {
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < nn; ++i) {

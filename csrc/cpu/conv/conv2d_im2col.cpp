@@ -20,6 +20,7 @@
 #include "cpu/conv/conv2d_internal.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/gemm/gemm_blocked.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::conv_detail {
 namespace {
@@ -40,7 +41,7 @@ int64_t tile_columns(const Conv2dGeometry& g) {
 // col (Cg*R*S x nt) = the tile [j0, j0+nt) of image-group xg's column matrix.
 void im2col_tile(const Conv2dGeometry& g, const float* xg, int64_t j0, int64_t nt, float* col) {
   const int64_t Cg = g.C_per_group(), RS = g.R * g.S;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && Cg > 1 && Cg * RS * nt > (1 << 15))
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && Cg > 1 && Cg * RS * nt > (1 << 15)) firstprivate(team_float_mode)
   for (int64_t c = 0; c < Cg; ++c) {
     const float* xc = xg + c * g.H * g.W;
     for (int64_t r = 0; r < g.R; ++r)
@@ -71,7 +72,7 @@ void im2col_tile(const Conv2dGeometry& g, const float* xg, int64_t j0, int64_t n
 // dxg += col2im(col): the transpose of im2col_tile, a scatter-add. Threads own channels.
 void col2im_tile(const Conv2dGeometry& g, const float* col, int64_t j0, int64_t nt, float* dxg) {
   const int64_t Cg = g.C_per_group(), RS = g.R * g.S;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && Cg > 1 && Cg * RS * nt > (1 << 15))
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && Cg > 1 && Cg * RS * nt > (1 << 15)) firstprivate(team_float_mode)
   for (int64_t c = 0; c < Cg; ++c) {
     float* dxc = dxg + c * g.H * g.W;
     for (int64_t r = 0; r < g.R; ++r)
@@ -99,7 +100,7 @@ void for_each_image_group(const Conv2dGeometry& g, Body body) {
   const bool outer = pairs >= omp_get_max_threads() && omp_get_max_threads() > 1 &&
                      !omp_in_parallel();
   if (outer) {
-#pragma omp parallel
+#pragma omp parallel firstprivate(team_float_mode)
     {
       float* col = thread_scratch(ScratchSlot::ConvCol, col_floats);
 #pragma omp for schedule(static)
@@ -174,7 +175,7 @@ void backward_weight_im2col(const Conv2dGeometry& g, const float* dy, const floa
   if (nthreads > 1 && g.N >= nthreads) {
     // Each thread sums its images into a private dW; the partials are added at the end.
     float* partials = thread_scratch(ScratchSlot::ConvPartial, wsize * nthreads);
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads) firstprivate(team_float_mode)
     {
       const int t = omp_get_thread_num(), team = omp_get_num_threads();  // team may be smaller
       float* mine = partials + t * wsize;

@@ -18,6 +18,7 @@
 
 #include "cpu/conv/conv2d_internal.h"
 #include "cpu/gemm/gemm_blocked.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::conv_detail {
 namespace {
@@ -166,7 +167,7 @@ template <class F>
 void for_each_group(const Conv2dGeometry& g, F f) {
   const int nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (g.groups >= nthreads && nthreads > 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
     for (int64_t grp = 0; grp < g.groups; ++grp) f(grp);
   } else {
     for (int64_t grp = 0; grp < g.groups; ++grp) f(grp);

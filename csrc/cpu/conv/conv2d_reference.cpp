@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "cpu/conv/conv2d_internal.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::conv_detail {
 
@@ -11,7 +12,7 @@ namespace convforge::cpu::conv_detail {
 void forward_reference(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                        float* y, bool relu) {
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) firstprivate(team_float_mode)
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t k = 0; k < g.K; ++k) {
       const int64_t grp = k / Kg;
@@ -37,7 +38,7 @@ void forward_reference(const Conv2dGeometry& g, const float* x, const float* w, 
 // loops with the multiply-add turned into a scatter. Threads own whole images (no races).
 void backward_data_reference(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
   for (int64_t n = 0; n < g.N; ++n) {
     float* dxn = dx + n * g.C * g.H * g.W;
     for (int64_t i = 0; i < g.C * g.H * g.W; ++i) dxn[i] = 0.0f;
@@ -64,7 +65,7 @@ void backward_data_reference(const Conv2dGeometry& g, const float* dy, const flo
 void backward_weight_reference(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                                float* db) {
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
   for (int64_t k = 0; k < g.K; ++k) {
     const int64_t grp = k / Kg;
     for (int64_t c = 0; c < Cg; ++c)
@@ -89,7 +90,7 @@ void backward_weight_reference(const Conv2dGeometry& g, const float* dy, const f
 void bias_grad(const Conv2dGeometry& g, const float* dy, float* db) {
   if (!db) return;
   const int64_t PQ = g.P * g.Q;
-#pragma omp parallel for schedule(static) if (g.N * g.K * PQ > (1 << 16))
+#pragma omp parallel for schedule(static) if (g.N * g.K * PQ > (1 << 16)) firstprivate(team_float_mode)
   for (int64_t k = 0; k < g.K; ++k) {
     double acc = 0.0;  // long sums (N*P*Q terms): accumulate in double
     for (int64_t n = 0; n < g.N; ++n) {

@@ -16,6 +16,7 @@
 
 #include "cpu/conv/conv2d_internal.h"
 #include "cpu/gemm/gemm_blocked.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::conv_detail {
 namespace {
@@ -49,7 +50,7 @@ void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, c
   float* V = thread_scratch(ScratchSlot::ConvCol, 16 * C * tc);
   float* M = thread_scratch(ScratchSlot::ConvPartial, 16 * K * tc);
   if (!par) thread_scratch(ScratchSlot::ConvPartial2, 15 * K);
-#pragma omp parallel if (par && K * C > 4096)
+#pragma omp parallel if (par && K * C > 4096) firstprivate(team_float_mode)
   {
     float* g9 = thread_scratch(ScratchSlot::ConvPartial2, 15 * K);
     float* t = g9 + 9 * K;  // rows 1 and 2 of G g: 2 x 3 rows of K
@@ -92,7 +93,7 @@ void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, c
     // V[xi][c][t] = (B^T d B)[xi] for tile t of the chunk, vectorised along the tiles of a
     // row: the rows are split into even and odd columns, so that tile j's columns 2j..2j+3
     // are e[j], o[j], e[j+1], o[j+1].
-#pragma omp parallel if (par && C * nt > 4096)
+#pragma omp parallel if (par && C * nt > 4096) firstprivate(team_float_mode)
     {
       float* buf = thread_scratch(ScratchSlot::ConvPartial2, 12 * wpad);
 #pragma omp for schedule(static)
@@ -149,7 +150,7 @@ void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, c
     }
     // y block = A^T M A, + bias, relu, vectorised along the tiles of a row; the two output
     // columns of each tile are interleaved on the way out, clipped at P and Q.
-#pragma omp parallel if (par && K * nt > 4096)
+#pragma omp parallel if (par && K * nt > 4096) firstprivate(team_float_mode)
     {
       float* buf = thread_scratch(ScratchSlot::ConvPartial2, 12 * wpad);
 #pragma omp for schedule(static)

@@ -6,6 +6,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/elementwise/activation_kernels_isa.h"
 #include "cpu/elementwise/elementwise.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu {
 namespace {
@@ -35,7 +36,7 @@ F by_isa([[maybe_unused]] F avx512, [[maybe_unused]] F avx2, [[maybe_unused]] F 
 void run(Unary f, int64_t n, const float* a, float* out) {
   if (n < kSerialBelow) return f(n, a, out);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i = c * kChunk;
     f(std::min(kChunk, n - i), a + i, out + i);
@@ -45,7 +46,7 @@ void run(Unary f, int64_t n, const float* a, float* out) {
 void run(Binary f, int64_t n, const float* a, const float* b, float* out) {
   if (n < kSerialBelow) return f(n, a, b, out);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i = c * kChunk;
     f(std::min(kChunk, n - i), a + i, b + i, out + i);

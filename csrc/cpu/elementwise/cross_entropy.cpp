@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu/elementwise/elementwise.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu {
 namespace {
@@ -32,7 +33,7 @@ float cross_entropy_forward(int64_t N, int64_t classes, const float* logits,
                             const int64_t* labels) {
   if (N == 0) return std::nanf("");  // the mean of nothing, as torch gives
   std::vector<double> loss(static_cast<size_t>(N));
-#pragma omp parallel for schedule(static) if (N * classes >= kSerialBelow)
+#pragma omp parallel for schedule(static) if (N * classes >= kSerialBelow) firstprivate(team_float_mode)
   for (int64_t i = 0; i < N; ++i) {
     const float* z = logits + i * classes;
     const float m = row_max(classes, z);
@@ -47,7 +48,7 @@ float cross_entropy_forward(int64_t N, int64_t classes, const float* logits,
 void cross_entropy_backward(int64_t N, int64_t classes, const float* logits, const int64_t* labels,
                             float* dlogits) {
   const double inv_n = N > 0 ? 1.0 / static_cast<double>(N) : 0.0;
-#pragma omp parallel for schedule(static) if (N * classes >= kSerialBelow)
+#pragma omp parallel for schedule(static) if (N * classes >= kSerialBelow) firstprivate(team_float_mode)
   for (int64_t i = 0; i < N; ++i) {
     const float* z = logits + i * classes;
     float* d = dlogits + i * classes;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu/elementwise/elementwise.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu {
 namespace {
@@ -28,7 +29,7 @@ void sum_rows(int64_t rows, int64_t cols, const float* a, float* out) {
   const int64_t col_blocks = (cols + kColBlock - 1) / kColBlock;
   const bool parallel = rows * cols >= kSerialBelow;
   if (!parallel || col_blocks >= 4 || rows <= kRowsPerTask) {
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (parallel) firstprivate(team_float_mode)
     for (int64_t b = 0; b < col_blocks; ++b) {
       const int64_t c0 = b * kColBlock, n = std::min(kColBlock, cols - c0);
       double acc[kColBlock] = {};
@@ -40,7 +41,7 @@ void sum_rows(int64_t rows, int64_t cols, const float* a, float* out) {
   // Few columns, many rows: each task sums a block of rows; partials are added in task order.
   const int64_t tasks = (rows + kRowsPerTask - 1) / kRowsPerTask;
   std::vector<double> partial(static_cast<size_t>(tasks * cols), 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t r0 = t * kRowsPerTask, r1 = std::min(rows, r0 + kRowsPerTask);
     for (int64_t c0 = 0; c0 < cols; c0 += kColBlock)

@@ -14,6 +14,7 @@
 #include <new>
 
 #include "cpu/gemm/gemm_blocked.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::gemm_detail {
 namespace {
@@ -97,7 +98,7 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
   // Allocate the A buffers before the region: an exception must not escape it.
   if (nthreads == 1) thread_scratch(ScratchSlot::GemmA, mc * kc_max);
 
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) firstprivate(team_float_mode)
   {
     float* abuf = thread_scratch(ScratchSlot::GemmA, mc * kc_max);
     alignas(64) float tile[kMaxTile];  // for micro-tiles that straddle two column segments

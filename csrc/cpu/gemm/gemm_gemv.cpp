@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/gemm/gemm_blocked.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::gemm_detail {
 namespace {
@@ -40,7 +41,7 @@ void sgemm_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   const bool parallel = N * K >= (int64_t(1) << 18) && !omp_in_parallel();
 
   if (trans_b) {  // C[i][j] = dot(op(A)[i], B[j])
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (parallel) firstprivate(team_float_mode)
     for (int64_t j = 0; j < N; ++j) {
       const float* b = B + j * ldb;
       for (int64_t i = 0; i < M; ++i) {
@@ -56,7 +57,7 @@ void sgemm_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   // C[i][:] = sum_k op(A)[i][k] * B[k][:], over column blocks that stay in L1.
   constexpr int64_t kCols = 512;
   const int64_t blocks = (N + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (parallel) firstprivate(team_float_mode)
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t j0 = blk * kCols, nj = std::min(kCols, N - j0);
     float acc[kCols];

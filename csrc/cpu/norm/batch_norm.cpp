@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "cpu/kernel_env.h"
+
 namespace convforge::cpu {
 namespace {
 constexpr int64_t kParallelWork = 1 << 15;
@@ -15,7 +17,7 @@ void batch_norm_forward(int64_t N, int64_t C, int64_t HW, const float* x, const 
                         bool training, double momentum, double eps, float* y, float* save_mean,
                         float* save_invstd) {
   const int64_t M = N * HW;
-#pragma omp parallel for schedule(static) if (C * M >= kParallelWork)
+#pragma omp parallel for schedule(static) if (C * M >= kParallelWork) firstprivate(team_float_mode)
   for (int64_t c = 0; c < C; ++c) {
     double mean, invstd;
     if (training) {
@@ -63,7 +65,7 @@ void batch_norm_backward(int64_t N, int64_t C, int64_t HW, const float* dy, cons
                          const float* weight, const float* save_mean, const float* save_invstd,
                          bool training, float* dx, float* dweight, float* dbias) {
   const int64_t M = N * HW;
-#pragma omp parallel for schedule(static) if (C * M >= kParallelWork)
+#pragma omp parallel for schedule(static) if (C * M >= kParallelWork) firstprivate(team_float_mode)
   for (int64_t c = 0; c < C; ++c) {
     const double mean = save_mean[c], invstd = save_invstd[c];
     double sum_dy = 0.0, sum_dy_xc = 0.0;  // sum(dy), sum(dy * (x - mean))

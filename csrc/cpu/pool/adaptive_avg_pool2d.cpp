@@ -12,6 +12,7 @@
 
 #include "cpu/pool/pool2d.h"
 #include "cpu/pool/pool2d_internal.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu {
 namespace {
@@ -52,11 +53,11 @@ void adaptive_avg_pool2d_fast(const AdaptivePool2dGeometry& g, const float* x, f
   const bool parallel = planes * HW >= kParallelWork;
   if (g.global()) {
     const float inv = 1.f / static_cast<float>(HW);
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (parallel) firstprivate(team_float_mode)
     for (int64_t plane = 0; plane < planes; ++plane) y[plane] = plane_sum(x + plane * HW, HW) * inv;
     return;
   }
-#pragma omp parallel if (parallel)
+#pragma omp parallel if (parallel) firstprivate(team_float_mode)
   {
     std::vector<float> col(static_cast<size_t>(g.W));
     float* c = col.data();
@@ -89,12 +90,12 @@ void adaptive_avg_pool2d_backward(const AdaptivePool2dGeometry& g, const float* 
   const bool parallel = planes * HW >= kParallelWork;
   if (g.global()) {
     const float inv = 1.f / static_cast<float>(HW);
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (parallel) firstprivate(team_float_mode)
     for (int64_t plane = 0; plane < planes; ++plane)
       std::fill(dx + plane * HW, dx + (plane + 1) * HW, dy[plane] * inv);
     return;
   }
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel) firstprivate(team_float_mode)
   for (int64_t plane = 0; plane < planes; ++plane)
     for (int64_t h = 0; h < g.H; ++h) {
       // Outputs whose row bins hold input row h: the bin rule with the roles swapped.

@@ -6,6 +6,7 @@
 
 #include "cpu/pool/pool2d.h"
 #include "cpu/pool/pool2d_internal.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu {
 namespace {
@@ -17,7 +18,7 @@ constexpr int64_t kParallelWork = 1 << 15;
 void max_pool2d_backward(int64_t planes, int64_t PQ, int64_t HW, const float* dy,
                          const int64_t* indices, float* dx) {
   int64_t first_bad = -1;  // flat position in indices of the first index outside [0, HW)
-#pragma omp parallel for schedule(static) if (planes * (PQ + HW) >= kParallelWork)
+#pragma omp parallel for schedule(static) if (planes * (PQ + HW) >= kParallelWork) firstprivate(team_float_mode)
   for (int64_t plane = 0; plane < planes; ++plane) {
     float* d = dx + plane * HW;
     std::fill(d, d + HW, 0.f);
@@ -51,7 +52,7 @@ void avg_pool2d_backward(const Pool2dGeometry& g, bool count_include_pad, const 
   if (g.dilation_h != 1 || g.dilation_w != 1)
     throw std::invalid_argument("avg_pool2d_backward: average pooling has no dilation");
   const int64_t planes = g.N * g.C, HW = g.H * g.W, PQ = g.P * g.Q;
-#pragma omp parallel for schedule(static) if (planes * PQ * g.R * g.S >= kParallelWork)
+#pragma omp parallel for schedule(static) if (planes * PQ * g.R * g.S >= kParallelWork) firstprivate(team_float_mode)
   for (int64_t plane = 0; plane < planes; ++plane) {
     float* d = dx + plane * HW;
     std::fill(d, d + HW, 0.f);

@@ -10,6 +10,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/pool/pool2d_internal.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::pool_detail {
 namespace {
@@ -134,7 +135,7 @@ void max_pool2d_fast(const Pool2dGeometry& g, const float* x, float* y, int64_t*
   interior_columns(g, g.dilation_w, qa, qb);
   const int64_t planes = g.N * g.C;
   const bool parallel = planes * g.P * g.Q * g.R * g.S >= kParallelWork;
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel) firstprivate(team_float_mode)
   for (int64_t plane = 0; plane < planes; ++plane)
     for (int64_t p = 0; p < g.P; ++p) {
       const int64_t o = (plane * g.P + p) * g.Q;
@@ -148,7 +149,7 @@ void avg_pool2d_fast(const Pool2dGeometry& g, bool count_include_pad, const floa
   interior_columns(g, 1, qa, qb);
   const int64_t planes = g.N * g.C;
   const bool parallel = planes * g.P * g.Q * g.R * g.S >= kParallelWork;
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel) firstprivate(team_float_mode)
   for (int64_t plane = 0; plane < planes; ++plane)
     for (int64_t p = 0; p < g.P; ++p)
       avg_row(g, count_include_pad, k, qa, qb, x + plane * g.H * g.W, p,
