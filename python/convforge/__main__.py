@@ -131,20 +131,37 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    import warnings
+
     import numpy as np
 
     from . import data, train
 
     model, meta = _load(args)
     dmeta = meta.get("data", {})
-    for path in args.images:
-        x = data.prepare_image(data.load_image(path), dmeta.get("dataset", ""), dmeta.get("mean", 0.0),
-                               dmeta.get("std", 1.0))
+    name = dmeta.get("dataset", "")
+    size = int(dmeta.get("input_shape", [1, 32, 32])[-1])
+    failed = 0
+    for path in data.image_files(args.images):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", data.BlankImageWarning)
+                img = data.load_image(path)
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
+            x = data.prepare_image(img, name, dmeta.get("mean", 0.0), dmeta.get("std", 1.0), size=size,
+                                   preprocess=not args.no_preprocess)
+        except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+            print(f"error: {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
         p = train.softmax(train.logits_of(model, x).astype(np.float64))[0]
         top = np.argsort(p)[::-1][: args.top]
         alts = ", ".join(f"{c}: {p[c]:.3f}" for c in top[1:])
         print(f"{path}: class {top[0]} (probability {p[top[0]]:.3f})" + (f"; next {alts}" if alts else ""))
-    return 0
+    if failed:
+        print(f"error: {failed} of the images could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,10 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("predict", help="class and probability for image files")
-    s.add_argument("checkpoint")
-    s.add_argument("images", nargs="+")
+    s = sub.add_parser("predict", help="class and probability for image files",
+                       description="Reads each picture (any size; PNG, JPEG...; transparency, 16-bit, palettes and EXIF "
+                                   "orientation handled; dark ink on light paper or the reverse), then repeats the "
+                                   "training data's preprocessing (for MNIST: crop to the ink, fit in 20x20, centre of "
+                                   "mass at the centre of 28x28, pad to 32x32). A file that cannot be read is reported "
+                                   "and the others go on (exit status 1).")
+    s.add_argument("checkpoint", help="a .npz written by `convforge train`")
+    s.add_argument("images", nargs="+", help="image files, or folders of them")
     s.add_argument("--top", type=int, default=1, help="also show the next classes")
+    s.add_argument("--no-preprocess", action="store_true",
+                   help="the images are already like the training images (MNIST: 28x28, white digit centred on black); "
+                        "only pad or resize them")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=_cmd_predict)
 
