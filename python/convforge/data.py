@@ -93,6 +93,16 @@ def pad_to(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def resized(ds: Dataset, size: int) -> Dataset:
+    """ds with every image resized bilinearly to size x size (``--input-size``); the normalisation is kept."""
+    def r(x):
+        n, c, h, w = x.shape
+        return resize(x.reshape(n * c, h, w), size).reshape(n, c, size, size)
+
+    return Dataset(r(ds.x_train), ds.y_train, r(ds.x_test), ds.y_test, name=ds.name, mean=ds.mean, std=ds.std,
+                   num_classes=ds.num_classes, notes=list(ds.notes))
+
+
 # -- digits -------------------------------------------------------------------------------------
 def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """scikit-learn's 1,797 handwritten digits (8x8, 0..16) resized to 32x32, split stratified with a
@@ -271,6 +281,19 @@ def load_dataset(name: str, path=None, download: bool = False, **kw) -> Dataset:
     if name == "mnist":
         return load_mnist(path, download=download, **kw)
     raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+
+
+def load_for_checkpoint(meta: dict, name: str | None = None, path=None, download: bool = False) -> Dataset:
+    """The data set a checkpoint was trained on (its ``meta["data"]``), at its input size; name and path
+    override the stored data set and MNIST folder. Checkpoints without data information get digits."""
+    dmeta = meta.get("data") or {}
+    name = name or dmeta.get("dataset") or "digits"
+    path = path or (meta.get("data_path") if name == dmeta.get("dataset") else None)
+    ds = load_dataset(name, path, download=download)
+    size = (dmeta.get("input_shape") or [None])[-1] or (meta.get("config") or {}).get("input_size")
+    if size and size != ds.input_shape[-1]:
+        ds = resized(ds, int(size))
+    return ds
 
 
 def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:

@@ -51,33 +51,73 @@ def save_checkpoint(path, model: Module, **meta) -> str:
 
 
 def read_checkpoint(path):
-    """(state_dict, meta) from a checkpoint written by save_checkpoint."""
+    """(state_dict, meta) from a checkpoint written by ``save_checkpoint``.
+
+    Raises
+    ------
+    FileNotFoundError
+        path does not exist.
+    ValueError
+        path is a folder, not a zip (.npz) file, unreadable, or has no convforge metadata.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path!r} is a folder; give the .npz file in it (best.npz or last.npz)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":
+        raise ValueError(f"{path!r} is not a .npz checkpoint (an .npz is a zip archive; this file starts with "
+                         f"{head!r}); give a best.npz or last.npz written by `convforge train`")
     try:
         with np.load(path, allow_pickle=False) as z:
             files = list(z.files)
             meta_raw = str(z["__meta__"]) if "__meta__" in files else None
             sd = OrderedDict((k[len("param/"):], z[k]) for k in files if k.startswith("param/"))
-    except Exception as e:  # zipfile.BadZipFile, OSError, ValueError (pickled data), EOFError
-        raise ValueError(f"{path!r} is not a readable .npz checkpoint: {e}") from e
+    except Exception as e:  # zipfile.BadZipFile, OSError, EOFError; ValueError for object arrays
+        reason = "it holds pickled objects, which convforge never loads" if "pickle" in str(e) else \
+            f"{type(e).__name__}: {e}"
+        raise ValueError(f"{path!r} is not a readable .npz checkpoint: {reason}") from None
     if meta_raw is None:
         raise ValueError(f"{path!r} is not a convforge checkpoint (no __meta__ entry)")
-    meta = json.loads(meta_raw)
+    try:
+        meta = json.loads(meta_raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path!r}: its __meta__ entry is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path!r}: its __meta__ entry is not a JSON object")
     return sd, meta
 
 
 def load_checkpoint(path, device: str = "cpu"):
-    """(model, meta): rebuild the architecture named in the checkpoint and load its weights."""
+    """(model, meta): rebuild the architecture named in the checkpoint and load its weights.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As ``read_checkpoint``; also ValueError for an unknown architecture, a config it refuses, or arrays
+        that are missing, unexpected or of the wrong shape for that architecture.
+    """
     from .. import models
 
     sd, meta = read_checkpoint(path)
     arch = meta.get("arch")
+    name = os.fspath(path)
     if not arch:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} names no architecture; build the model and use read_checkpoint")
-    model = models.build(arch, **meta.get("config", {}))
-    model.load_state_dict(sd)
+        raise ValueError(f"checkpoint {name!r} names no architecture; build the model and use read_checkpoint")
+    try:
+        model = models.build(arch, **meta.get("config", {}))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint {name!r}: cannot build {arch!r} from its config {meta.get('config')}: {e}") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {name!r} does not match {arch}: "
+                         + "; ".join(x for x in (f"missing arrays {missing}" if missing else "",
+                                                 f"unexpected arrays {unexpected}" if unexpected else "") if x))
+    model.load_state_dict(sd)  # ValueError for a wrong shape, naming the entry
     if device != "cpu":
         model.to(device)
     return model, meta

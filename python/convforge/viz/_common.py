@@ -77,7 +77,7 @@ def trained_lenet5(checkpoint=None, *, epochs=6, seed=0, dataset=None, num_class
     res = fit(model, ds, epochs=epochs, seed=seed, progress=False, log=None)
     if log:
         log(f"trained lenet5 on {ds.name} for {epochs} epochs in {res['seconds']:.1f} s: "
-            f"test accuracy {100 * res['history'][-1]['test_accuracy']:.2f}%")
+            f"test accuracy {100 * res['test_accuracy']:.2f}%")
     if key is not None:
         _TRAINED[key] = (model, ds)
     return model, ds
