@@ -31,14 +31,14 @@ def _receptive_field(a):
 def _features(a):
     from . import features
 
-    features.run(a.out, a.checkpoint, a.index, a.epochs, a.seed)
+    features.run(a.out, a.checkpoint, a.index, a.epochs, a.seed, data_name=a.dataset, data_path=a.data)
     return 0
 
 
 def _embeddings(a):
     from . import embeddings
 
-    embeddings.run(a.out, a.checkpoint, a.epochs, a.seed, a.k, a.split)
+    embeddings.run(a.out, a.checkpoint, a.epochs, a.seed, a.k, a.split, data_name=a.dataset, data_path=a.data)
     return 0
 
 
@@ -67,8 +67,13 @@ def _transfer_head(a):
 
 
 def _model_args(p):
-    p.add_argument("--checkpoint", default=None, help="a trained LeNet-5 (.npz from `convforge train`); "
-                   "default: train one on the digits for --epochs epochs first (a few seconds)")
+    from ..data import DATASETS
+
+    p.add_argument("--checkpoint", default=None, help="a trained model (.npz from `convforge train`), shown on the "
+                   "data set it was trained on; default: train a LeNet-5 on --dataset for --epochs epochs first")
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="the images to show (default: the checkpoint's, or digits for the quick training)")
+    p.add_argument("--data", default=None, help="with --dataset mnist: folder of MNIST's IDX files")
     p.add_argument("--epochs", type=_cli.positive_int, default=6, help="epochs of that quick training (default 6)")
     p.add_argument("--seed", type=_cli.nonnegative_int, default=0, help="of the quick training")
 
@@ -111,10 +116,11 @@ def add_subcommands(subparsers) -> None:
     edge_args(sub("edges", _edges, "Sobel, Prewitt, Laplacian (and your kernel) on a photograph; output size by padding and stride"))
     pix_args(sub("pixel-usage", _pixel_usage, "how many output positions use each input pixel, without and with padding"))
     rf_args(sub("receptive-field", _receptive_field, "output size and receptive field per layer of LeNet-5 and VGG-16"))
-    p = sub("features", _features, "filters and feature maps of a trained LeNet-5 on one test image")
+    p = sub("features", _features, "filters and feature maps of a trained model (LeNet-5 by default) on one test image")
     _model_args(p)
     p.add_argument("--index", type=_cli.nonnegative_int, default=None, help="which test image (default: the first one classified right)")
-    p = sub("embeddings", _embeddings, "PCA and t-SNE of LeNet-5's 84-unit layer, with kNN accuracies")
+    p = sub("embeddings", _embeddings, "PCA and t-SNE of a trained model's last hidden layer (LeNet-5: 84 units), with "
+                                      "kNN accuracies")
     _model_args(p)
     emb_args(p)
     p = sub("all", _all, "every picture above, with their defaults")
