@@ -122,3 +122,25 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"convforge {convforge.__version__}"
+
+
+@pytest.mark.parametrize("model, size, opt", [("alexnet", 64, "sgd"), ("vgg16", 32, "sgd"), ("lenet5", 32, "adam")])
+def test_train_builds_model_for_input_size_with_per_model_defaults(tmp_path, monkeypatch, capsys, model, size, opt):
+    from convforge import train
+
+    seen = {}
+
+    def fake_fit(m, ds, **kw):
+        seen.update(model=m, ds=ds, **kw)
+        return {"best_val_accuracy": 0.5, "best_epoch": 1, "stopped_early": False, "test_accuracy": 0.5, "seconds": 0.0}
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    assert main(["train", "--model", model, "--dataset", "digits", "--out", str(tmp_path / "r")]) == 0
+    assert seen["model"].config["input_size"] == size and seen["ds"].x_train.shape[1:] == (1, size, size)
+    assert seen["optimizer"] == opt and seen["lr"] == train.defaults_for(model, "digits")["lr"]
+    assert seen["epochs"] == 20 and seen["val_fraction"] == 0.1
+    assert main(["train", "--model", model, "--dataset", "digits", "--out", str(tmp_path / "s"), "--input-size", "72",
+                 "--lr", "0.5", "--epochs", "3"]) == 0
+    assert seen["model"].config["input_size"] == 72 and seen["ds"].x_test.shape[1:] == (1, 72, 72)
+    assert seen["lr"] == 0.5 and seen["epochs"] == 3
+    capsys.readouterr()

@@ -79,7 +79,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     images = np.asarray(images, np.float64)
     rh = _interp_matrix(images.shape[1], size)
     rw = _interp_matrix(images.shape[2], size)
-    return np.einsum("ph,nhw,qw->npq", rh, images, rw).astype(np.float32)
+    return np.matmul(np.matmul(rh, images), rw.T).astype(np.float32)  # two GEMMs, not einsum's 5-deep loop
 
 
 def pad_to(images: np.ndarray, size: int) -> np.ndarray:

@@ -19,7 +19,29 @@ FORMAT_VERSION = 1
 
 
 def load_torch_state_dict(model: Module, state_dict, strict: bool = True) -> Module:
-    """Copy a torch ``state_dict()`` (tensors) into model; names and shapes must match."""
+    """Copy a torch ``state_dict()`` into model (as ``torch.nn.Module.load_state_dict``).
+
+    Parameters
+    ----------
+    model : convforge.nn.Module
+        Its parameter names are torch's ("features.0.weight"), so torchvision's state dicts fit.
+    state_dict : mapping of str to torch.Tensor or array
+        Tensors are detached, moved to the CPU and cast to float32.
+    strict : bool
+        Refuse missing or unexpected names.
+
+    Returns
+    -------
+    convforge.nn.Module
+        model, with the weights loaded.
+
+    Raises
+    ------
+    KeyError
+        strict and the names differ (both lists are named).
+    ValueError
+        An entry's shape differs from the parameter's.
+    """
     host = OrderedDict()
     for k, v in state_dict.items():
         if hasattr(v, "detach"):
@@ -30,14 +52,51 @@ def load_torch_state_dict(model: Module, state_dict, strict: bool = True) -> Mod
 
 
 def to_torch_state_dict(model: Module):
-    """The model's parameters as an OrderedDict of torch tensors (for ``torch_model.load_state_dict``)."""
+    """The model's parameters as torch tensors, for ``torch_model.load_state_dict``.
+
+    Parameters
+    ----------
+    model : convforge.nn.Module
+
+    Returns
+    -------
+    collections.OrderedDict of str to torch.Tensor
+        float32 CPU tensors sharing memory with copies of the parameters.
+
+    Raises
+    ------
+    ImportError
+        torch is not installed.
+    """
     import torch
 
     return OrderedDict((k, torch.from_numpy(v)) for k, v in model.state_dict().items())
 
 
 def save_checkpoint(path, model: Module, **meta) -> str:
-    """Write model's weights and meta (JSON-able) to path (.npz), atomically (a crash keeps the old file)."""
+    """Write model's weights and meta to path (.npz, no pickle), atomically (a crash keeps the old file).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The .npz file; its folder must exist.
+    model : convforge.nn.Module
+        Its ``arch`` and ``config`` are stored so that ``load_checkpoint`` can rebuild it.
+    **meta
+        JSON-able values kept beside (epoch, metrics, ``data``: the data set's ``Dataset.info()``).
+
+    Returns
+    -------
+    str
+        path.
+
+    Raises
+    ------
+    TypeError
+        A meta value that JSON cannot write.
+    OSError
+        The file cannot be written.
+    """
     arch = getattr(model, "arch", None)
     info = {"format": FORMAT_VERSION, "arch": arch, "config": getattr(model, "config", {}), **meta}
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
@@ -53,12 +112,24 @@ def save_checkpoint(path, model: Module, **meta) -> str:
 def read_checkpoint(path):
     """(state_dict, meta) from a checkpoint written by ``save_checkpoint``.
 
+    Parameters
+    ----------
+    path : str or path-like
+        A .npz written by ``save_checkpoint`` (``convforge train`` writes best.npz and last.npz).
+
+    Returns
+    -------
+    state_dict : collections.OrderedDict of str to numpy.ndarray
+    meta : dict
+        "arch", "config" and what the writer added.
+
     Raises
     ------
     FileNotFoundError
         path does not exist.
     ValueError
-        path is a folder, not a zip (.npz) file, unreadable, or has no convforge metadata.
+        path is a folder, not a zip (.npz) file, unreadable, holds pickled objects, or has no convforge
+        metadata.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -93,11 +164,23 @@ def read_checkpoint(path):
 def load_checkpoint(path, device: str = "cpu"):
     """(model, meta): rebuild the architecture named in the checkpoint and load its weights.
 
+    Parameters
+    ----------
+    path : str or path-like
+        A .npz written by ``save_checkpoint``.
+    device : str
+        "cpu" or "cuda": where the model's parameters go.
+
+    Returns
+    -------
+    model : convforge.models.Network
+    meta : dict
+
     Raises
     ------
     FileNotFoundError, ValueError
         As ``read_checkpoint``; also ValueError for an unknown architecture, a config it refuses, or arrays
-        that are missing, unexpected or of the wrong shape for that architecture.
+        that are missing, unexpected or of the wrong shape for that architecture (each named).
     """
     from .. import models
 
