@@ -34,64 +34,24 @@ def _number(kind, text):
     return v
 
 
-def positive_int(text):
-    """An integer >= 1."""
-    v = _number(int, text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
-    return v
+def _ranged(kind, ok, rule: str, doc: str):
+    """An argparse type: text read as kind (int or finite float), then ok(value) or the error 'must be rule'."""
+    def check(text):
+        v = _number(kind, text)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return v
+
+    check.__doc__ = doc
+    return check
 
 
-def nonnegative_int(text):
-    """An integer >= 0."""
-    v = _number(int, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return v
-
-
-def positive_float(text):
-    """A finite number > 0."""
-    v = _number(float, text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
-    return v
-
-
-def nonnegative_float(text):
-    """A finite number >= 0."""
-    v = _number(float, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
-    return v
-
-
-def fraction(text):
-    """A number in [0, 1)."""
-    v = _number(float, text)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0: none), got {text!r}")
-    return v
-
-
-def momentum(text):
-    """A number in [0, 1)."""
-    v = _number(float, text)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
-    return v
-
-
-def existing_folder(text):
-    """A path to a folder that exists."""
-    from pathlib import Path
-
-    p = Path(text)
-    if not p.exists():
-        raise argparse.ArgumentTypeError(f"folder {text!r} does not exist")
-    if not p.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
-    return text
+positive_int = _ranged(int, lambda v: v >= 1, "a positive integer (1 or more)", "An integer >= 1.")
+nonnegative_int = _ranged(int, lambda v: v >= 0, "0 or more", "An integer >= 0.")
+positive_float = _ranged(float, lambda v: v > 0, "a finite number above 0", "A finite number > 0.")
+nonnegative_float = _ranged(float, lambda v: v >= 0, "a finite number, 0 or more", "A finite number >= 0.")
+fraction = _ranged(float, lambda v: 0 <= v < 1, "in [0, 1) (0: none)", "A number in [0, 1), 0 meaning none.")
+momentum = _ranged(float, lambda v: 0 <= v < 1, "in [0, 1)", "A momentum factor in [0, 1).")
 
 
 def fail(flag: str, value, rule: str) -> int:
