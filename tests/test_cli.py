@@ -54,8 +54,8 @@ def test_bad_argument_is_one_line(capsys, tmp_path, monkeypatch, argv, needles):
 def test_bad_checkpoints(capsys, tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello, not a zip")
-    _one_line_error(capsys, ["evaluate", str(text)], "notes.npz", "not a .npz checkpoint")
-    _one_line_error(capsys, ["predict", str(text), "x.png"], "not a .npz checkpoint")
+    _one_line_error(capsys, ["evaluate", str(text)], "notes.npz", "not a readable .npz checkpoint")
+    _one_line_error(capsys, ["predict", str(text), "x.png"], "not a readable .npz checkpoint")
     _one_line_error(capsys, ["evaluate", str(tmp_path)], "is a folder")
     _one_line_error(capsys, ["evaluate", str(tmp_path / "missing.npz")], "missing.npz", "does not exist")
     m = models.lenet5()

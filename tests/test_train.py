@@ -175,3 +175,14 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "convforge", "summary", "alexnet", "--input-size", "32"],
                        capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert r.returncode == 2 and "alexnet" in r.stderr and "features.12" in r.stderr
+
+
+def test_torchvision_init_keeps_vgg_signal():
+    nn.manual_seed(0)
+    m = models.vgg(cfg=(16, "M", 32, "M", "M", "M", "M"), num_classes=10, input_size=32, in_channels=1, hidden=64)
+    train.torchvision_init(m, seed=1)
+    conv, lin = m.features[0], m.classifier[0]
+    assert abs(conv.weight.data.std() / np.sqrt(2 / (16 * 9)) - 1) < 0.15 and not conv.bias.data.any()
+    assert abs(lin.weight.data.std() / 0.01 - 1) < 0.05 and not lin.bias.data.any()
+    assert train.defaults_for("vgg16", "digits")["init"] == "torchvision"
+    assert "init" not in train.defaults_for("lenet5", "digits")

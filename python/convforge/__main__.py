@@ -137,6 +137,8 @@ def _cmd_train(args) -> int:
         model = models.build(args.model, **kw)
     except ValueError as e:
         return _cli.fail("--input-size", args.input_size, f"{e} ({train.fits_help()})")
+    if getattr(args, "init", None) == "torchvision":
+        train.torchvision_init(model)
     if args.device != "cpu":
         model.to(args.device)
     try:

@@ -36,13 +36,32 @@ DATASET_DEFAULTS = {"mnist-bundled": {"epochs": 10}, "mnist": {"epochs": 10}, "d
 MODEL_DEFAULTS = {
     "lenet5": {"input_size": 32},
     # AlexNet's first 11x11/4 convolution and three 3x3/2 poolings need at least 63x63: 32x32 digits are resized.
-    "alexnet": {"input_size": 64, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "augment": 0},
+    "alexnet": {"input_size": 64, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "augment": 0, "init": "torchvision"},
     # VGG-16 has no batch norm: Adam at 2e-3 leaves it at chance; SGD with momentum at 0.01 trains it.
-    "vgg16": {"input_size": 32, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "augment": 0},
+    "vgg16": {"input_size": 32, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "augment": 0, "init": "torchvision"},
 }
 FITS = {"lenet5": "any of the data sets, at 32x32 (its own size)",
         "alexnet": "inputs of 63x63 or more: the 32x32 data sets are resized to --input-size (default 64)",
         "vgg16": "inputs of 32x32 or more, a multiple of 32 (five 2x2 poolings)"}
+
+
+def torchvision_init(model, seed: int | None = None) -> None:
+    """Re-initialise model's weights as torchvision's VGG and AlexNet do (``VGG._initialize_weights``): conv
+    weights He-normal with fan_out and ReLU's gain, Linear weights N(0, 0.01), biases 0. PyTorch's default
+    layer initialisation (kaiming uniform, a = sqrt(5)) shrinks the signal through VGG-16's 13 convolutions
+    without batch norm; this keeps it."""
+    from .nn import init as _init
+
+    rng = np.random.default_rng(_init.next_seed() if seed is None else seed)
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            layer.weight.data = _init.kaiming_normal(layer.weight.shape, rng, mode="fan_out", nonlinearity="relu")
+        elif isinstance(layer, nn.Linear):
+            layer.weight.data = (rng.standard_normal(layer.weight.shape) * 0.01).astype(np.float32)
+        else:
+            continue
+        if layer.bias is not None:
+            layer.bias.data = np.zeros(layer.bias.shape, np.float32)
 
 
 def defaults_for(model: str, dataset: str) -> dict:

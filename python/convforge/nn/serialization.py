@@ -139,8 +139,8 @@ def read_checkpoint(path):
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] != b"PK":
-        raise ValueError(f"{path!r} is not a .npz checkpoint (an .npz is a zip archive; this file starts with "
-                         f"{head!r}); give a best.npz or last.npz written by `convforge train`")
+        raise ValueError(f"{path!r} is not a readable .npz checkpoint: an .npz is a zip archive, this file starts "
+                         f"with {head!r}; give a best.npz or last.npz written by `convforge train`")
     try:
         with np.load(path, allow_pickle=False) as z:
             files = list(z.files)
