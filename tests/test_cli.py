@@ -124,7 +124,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"convforge {convforge.__version__}"
 
 
-@pytest.mark.parametrize("model, size, opt", [("alexnet", 64, "sgd"), ("vgg16", 32, "sgd"), ("lenet5", 32, "adam")])
+@pytest.mark.parametrize("model, size, opt", [("alexnet", 64, "adam"), ("vgg16", 32, "adam"), ("lenet5", 32, "adam")])
 def test_train_builds_model_for_input_size_with_per_model_defaults(tmp_path, monkeypatch, capsys, model, size, opt):
     from convforge import train
 

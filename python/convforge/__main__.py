@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train from scratch, choosing the best epoch on a validation split held out from the "
                                    "training images; the test split is used once, at the end. Which models fit which "
                                    "data: " + fits_help() + ". Flags left unset take the model's and data set's "
-                                   "defaults (convforge.train.defaults_for; e.g. VGG-16 and AlexNet: SGD momentum 0.9, "
-                                   "lr 0.01).")
+                                   "defaults (convforge.train.defaults_for; VGG-16 and AlexNet: torchvision's "
+                                   "initialisation, Adam lr 0.0001, no shifts).")
     s.add_argument("--model", default="lenet5", choices=["lenet5", "alexnet", "vgg16"], help="architecture")
     model_opts(s, True)
     s.add_argument("--dataset", default=DATASETS[0], choices=DATASETS,
@@ -285,9 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the training images (default 10 on MNIST, 20 on digits)")
     s.add_argument("--batch-size", type=_cli.positive_int, default=None, help=f"images per step (default {DEFAULTS['batch_size']})")
     s.add_argument("--lr", type=_cli.positive_float, default=None,
-                   help=f"learning rate at the start (default {DEFAULTS['lr']} for Adam; 0.01 for VGG-16/AlexNet's SGD)")
+                   help=f"learning rate at the start (default {DEFAULTS['lr']}; 0.0001 for VGG-16 and AlexNet)")
     s.add_argument("--optimizer", default=None, choices=["sgd", "nesterov", "adam"],
-                   help=f"default {DEFAULTS['optimizer']} (LeNet-5), sgd (VGG-16, AlexNet)")
+                   help=f"default {DEFAULTS['optimizer']}")
     s.add_argument("--momentum", type=_cli.momentum, default=None, help=f"for sgd/nesterov (default {DEFAULTS['momentum']})")
     s.add_argument("--weight-decay", type=_cli.nonnegative_float, default=None,
                    help=f"L2 penalty on the weights (default {DEFAULTS['weight_decay']})")

@@ -36,9 +36,12 @@ DATASET_DEFAULTS = {"mnist-bundled": {"epochs": 10}, "mnist": {"epochs": 10}, "d
 MODEL_DEFAULTS = {
     "lenet5": {"input_size": 32},
     # AlexNet's first 11x11/4 convolution and three 3x3/2 poolings need at least 63x63: 32x32 digits are resized.
-    "alexnet": {"input_size": 64, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "augment": 0, "init": "torchvision"},
-    # VGG-16 has no batch norm: Adam at 2e-3 leaves it at chance; SGD with momentum at 0.01 trains it.
-    "vgg16": {"input_size": 32, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "augment": 0, "init": "torchvision"},
+    "alexnet": {"input_size": 64, "optimizer": "adam", "lr": 1e-4, "augment": 0, "init": "torchvision"},
+    # VGG-16 has no batch norm. One epoch of the digits (1,294 training images, batch 32, seed 0), validation
+    # accuracy (chance 10.4%): PyTorch's default initialisation with SGD 0.01 momentum 0.9: 10.4%, with Adam 1e-4:
+    # 10.4% (and Adam 2e-3, the LeNet-5 default: 10.03% in the issue); torchvision's initialisation with SGD 0.01:
+    # 10.4%, with Adam 1e-4: 20.1% (test 17.5%, loss 2.30 -> 2.08). AlexNet takes the same setting (not measured).
+    "vgg16": {"input_size": 32, "optimizer": "adam", "lr": 1e-4, "augment": 0, "init": "torchvision"},
 }
 FITS = {"lenet5": "any of the data sets, at 32x32 (its own size)",
         "alexnet": "inputs of 63x63 or more: the 32x32 data sets are resized to --input-size (default 64)",
