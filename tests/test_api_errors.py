@@ -80,3 +80,20 @@ def test_conv_output_size_rule():
     assert F.conv_output_size(10, 3, dilation=2) == 6
     for n, f, s, p, d in [(5, 3, 1, 0, 1), (28, 5, 1, 2, 1), (13, 4, 3, 1, 2), (6, 6, 1, 0, 1)]:
         assert F.conv_output_size(n, f, s, p, d) == (n + 2 * p - d * (f - 1) - 1) // s + 1
+
+
+def test_cpu_torch_tensor_says_call_numpy():
+    import torch
+
+    import convforge.functional as F
+
+    x = torch.zeros(1, 1, 5, 5)
+    w = np.zeros((1, 1, 3, 3), np.float32)
+    with pytest.raises(TypeError, match=r"conv2d: x is a torch.Tensor on the CPU.*x\.numpy\(\)") as e:
+        F.conv2d(x, w)
+    assert "CUDA" not in str(e.value)
+    with pytest.raises(TypeError, match=r"weight is a torch.Tensor on the CPU"):
+        F.conv2d(x.numpy(), torch.zeros(1, 1, 3, 3))
+    with pytest.raises(TypeError, match=r"labels is a torch.Tensor on the CPU"):
+        F.cross_entropy(np.zeros((2, 3), np.float32), torch.tensor([0, 1]))
+    np.testing.assert_array_equal(F.relu(x.numpy()), np.zeros((1, 1, 5, 5), np.float32))  # the advice works

@@ -200,3 +200,40 @@ def test_cli_registers_and_runs(tmp_path, capsys):
     for argv in (["viz", "edges"], ["viz", "receptive-field"], ["viz", "features"], ["viz", "embeddings"],
                  ["viz", "all"], ["transfer", "demo"], ["transfer", "head", "ck.npz"]):
         assert callable(parser.parse_args(argv).func)
+
+
+# -- pictures follow the checkpoint ------------------------------------------------------------
+def test_pictures_follow_the_checkpoint(tmp_path, capsys):
+    """A VGG-style checkpoint trained on the bundled MNIST: features and embeddings load that data set (not the
+    digits), label the model by its architecture, and cope with more filters than the picture has columns."""
+    d = data.load_mnist_bundled()
+    m = models.vgg(cfg=(24, "M", 20, "M", "M", "M", "M"), num_classes=10, input_size=32, in_channels=1, hidden=32)
+    ck = tmp_path / "vgg.npz"
+    nn.save_checkpoint(ck, m, data=d.info())
+    lines = []
+    r = features.run(tmp_path, checkpoint=ck, index=5, print_fn=lines.append)
+    _png_ok(r["files"][0])
+    assert r["label"] == int(d.y_test[5]) and r["filters"][0] == ("features.0", (24, 1, 3, 3))
+    assert any("VGG" in str(s) and "mnist-bundled" in str(s) for s in lines), lines
+    r = embeddings.run(tmp_path, checkpoint=ck, max_points=120, methods=("pca",), print_fn=lines.append)
+    assert r["n"] == 120 and r["dim"] == 32
+    with pytest.raises(ValueError, match="index 2000 is out of range.*2000 images"):
+        features.run(tmp_path, checkpoint=ck, index=2000, print_fn=lines.append)
+    r = features.run(tmp_path, checkpoint=ck, index=0, data_name="digits", print_fn=lines.append)  # --dataset overrides
+    assert r["label"] == int(data.load_digits().y_test[0])
+
+
+def test_model_without_the_named_layer_is_a_clear_error():
+    convs_only = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    with pytest.raises(ValueError, match="no Linear layer"):
+        embeddings.last_hidden(convs_only, np.zeros((2, 1, 8, 8), np.float32))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    ds = data.Dataset(np.zeros((4, 1, 8, 8), np.float32), np.arange(4), np.zeros((4, 1, 8, 8), np.float32), np.arange(4))
+    with pytest.raises(ValueError, match="no Conv2d layer"):
+        features.run("unused", model=mlp, dataset=ds, index=0, print_fn=lambda *a: None)
+
+
+def test_checkpoint_data_at_its_input_size():
+    ds = data.load_for_checkpoint({"data": {"dataset": "digits", "input_shape": [1, 48, 48]}})
+    assert ds.name == "digits" and ds.x_test.shape == (359, 1, 48, 48)
+    assert data.load_for_checkpoint({}).x_test.shape == (359, 1, 32, 32)  # old checkpoints: digits

@@ -15,10 +15,25 @@ import numpy as np
 _RANK_NAMES = {1: "1-D", 2: "2-D (rows, cols)", 4: "4-D (N, C, H, W)"}
 
 
+def _on_host(a) -> bool:
+    """A non-numpy array that lives in host memory (DLPack device type 1: a CPU torch tensor, a jax/cupy-free array)."""
+    try:
+        return not hasattr(a, "__cuda_array_interface__") and int(a.__dlpack_device__()[0]) == 1
+    except Exception:
+        return False
+
+
 def is_device_array(a) -> bool:
-    return not isinstance(a, np.ndarray) and (
+    return not isinstance(a, np.ndarray) and not _on_host(a) and (
         hasattr(a, "__cuda_array_interface__") or hasattr(a, "__dlpack_device__")
     )
+
+
+def _host_array_error(op: str, name: str, a) -> TypeError:
+    kind = f"{type(a).__module__.split('.')[0]}.{type(a).__name__}"
+    return TypeError(f"{op}: {name} is a {kind} on the CPU; convforge takes numpy arrays there: pass {name}.numpy() "
+                     f"(for a torch tensor it shares the memory, no copy; .detach().numpy() if it requires grad) "
+                     f"or np.from_dlpack({name})")
 
 
 def float_array(op: str, name: str, a, ndim: int | None = None):
@@ -29,6 +44,8 @@ def float_array(op: str, name: str, a, ndim: int | None = None):
         from . import cuda
 
         a = cuda._as_device_array(a)
+    elif _on_host(a):
+        raise _host_array_error(op, name, a)
     else:
         raise TypeError(
             f"{op}: {name} must be a float32 numpy array or a convforge device array, "
@@ -60,6 +77,8 @@ def index_array(op: str, name: str, a, ndim: int | None = None):
         a = cuda._as_device_array(a)
         if np.dtype(a.dtype) != np.int64:
             raise TypeError(f"{op}: {name} on the GPU must have dtype int64, got {np.dtype(a.dtype)}")
+    elif _on_host(a):
+        raise _host_array_error(op, name, a)
     else:
         raise TypeError(f"{op}: {name} must be an integer numpy array, got {type(a).__name__}")
     if ndim is not None and a.ndim != ndim:

@@ -43,8 +43,11 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def info(self) -> dict:
+        """What a checkpoint keeps of the data: name, normalisation, input shape and the preprocessing that
+        ``predict`` repeats on a picture (a key of ``PREPROCESSING``)."""
         return {"dataset": self.name, "mean": self.mean, "std": self.std, "train": len(self.y_train),
-                "test": len(self.y_test), "input_shape": list(self.input_shape), "notes": list(self.notes)}
+                "test": len(self.y_test), "input_shape": list(self.input_shape), "notes": list(self.notes),
+                "preprocess": _preprocess_kind(self.name)}
 
 
 def normalize(x: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -76,7 +79,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     images = np.asarray(images, np.float64)
     rh = _interp_matrix(images.shape[1], size)
     rw = _interp_matrix(images.shape[2], size)
-    return np.einsum("ph,nhw,qw->npq", rh, images, rw).astype(np.float32)
+    return np.matmul(np.matmul(rh, images), rw.T).astype(np.float32)  # two GEMMs, not einsum's 5-deep loop
 
 
 def pad_to(images: np.ndarray, size: int) -> np.ndarray:
@@ -88,6 +91,16 @@ def pad_to(images: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((n, size, size), images.dtype)
     out[:, top:top + h, left:left + w] = images
     return out
+
+
+def resized(ds: Dataset, size: int) -> Dataset:
+    """ds with every image resized bilinearly to size x size (``--input-size``); the normalisation is kept."""
+    def r(x):
+        n, c, h, w = x.shape
+        return resize(x.reshape(n * c, h, w), size).reshape(n, c, size, size)
+
+    return Dataset(r(ds.x_train), ds.y_train, r(ds.x_test), ds.y_test, name=ds.name, mean=ds.mean, std=ds.std,
+                   num_classes=ds.num_classes, notes=list(ds.notes))
 
 
 # -- digits -------------------------------------------------------------------------------------
@@ -225,12 +238,62 @@ def load_mnist(path=None, download: bool = False, *, train_from_test: int | None
     return _normalized("mnist", xtr, train[1], xte, test[1], notes)
 
 
+BUNDLED_MNIST = Path(__file__).resolve().parent / "_data" / "mnist"
+
+
+def load_mnist_bundled(n_train: int = 8000) -> Dataset:
+    """The real MNIST test set shipped inside the package (10,000 handwritten digits, 1.7 MB; CC BY-SA 3.0,
+    see ``convforge/_data/mnist/README.md``), 28x28 padded to 32x32, needing no network.
+
+    Parameters
+    ----------
+    n_train : int
+        The first n_train images are the training split (validation is carved out of it by ``train.fit``),
+        the rest the held-out test split: 8,000 / 2,000 by default.
+
+    Returns
+    -------
+    Dataset
+        Named "mnist-bundled", normalised with the training split's mean and standard deviation.
+
+    Raises
+    ------
+    FileNotFoundError
+        The package was installed without its data files.
+    ValueError
+        n_train is not between 1 and 9,999.
+    """
+    d = load_mnist(BUNDLED_MNIST, train_from_test=n_train)
+    d.name = "mnist-bundled"
+    return d
+
+
+DATASETS = ("mnist-bundled", "digits", "mnist")
+
+
 def load_dataset(name: str, path=None, download: bool = False, **kw) -> Dataset:
+    """A data set by name: "mnist-bundled" (``load_mnist_bundled``), "digits" (``load_digits``) or "mnist"
+    (``load_mnist`` from the folder path, downloading into it when download is true)."""
+    if name == "mnist-bundled":
+        return load_mnist_bundled(**kw)
     if name == "digits":
         return load_digits(**kw)
     if name == "mnist":
         return load_mnist(path, download=download, **kw)
-    raise ValueError(f"unknown dataset {name!r}; available: digits, mnist")
+    raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+
+
+def load_for_checkpoint(meta: dict, name: str | None = None, path=None, download: bool = False) -> Dataset:
+    """The data set a checkpoint was trained on (its ``meta["data"]``), at its input size; name and path
+    override the stored data set and MNIST folder. Checkpoints without data information get digits."""
+    dmeta = meta.get("data") or {}
+    name = name or dmeta.get("dataset") or "digits"
+    path = path or (meta.get("data_path") if name == dmeta.get("dataset") else None)
+    ds = load_dataset(name, path, download=download)
+    size = (dmeta.get("input_shape") or [None])[-1] or (meta.get("config") or {}).get("input_size")
+    if size and size != ds.input_shape[-1]:
+        ds = resized(ds, int(size))
+    return ds
 
 
 def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -288,45 +351,239 @@ class BatchIterator:
 
 
 # -- single images (convforge predict) ----------------------------------------------------------
-def load_image(path) -> np.ndarray:
-    """A picture file as a float array in [0, 1], H x W, with the ink bright on a dark background
-    (a mostly light picture, i.e. dark ink on paper, is inverted)."""
+class BlankImageWarning(UserWarning):
+    """An image whose ink barely differs from its background: a prediction on it means nothing."""
+
+
+BLANK_CONTRAST = 0.1  # ink minus background, on the 0..1 scale, below which an image counts as blank
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
+
+
+def _gray_and_alpha(im):
+    """(gray H x W float32 in [0, 1], alpha H x W in [0, 1] or None) for a Pillow image of any mode:
+    16-bit and 32-bit integer images are scaled by their bit depth, palettes are looked up (with their
+    transparent entry), colour is turned to luminance (ITU-R 601, as Pillow's convert("L"))."""
+    mode = im.mode
+    if mode == "P" or (mode in ("L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode.startswith("I;16"):
+        return np.asarray(im, np.float32) / 65535.0, None
+    if mode == "I":
+        a = np.asarray(im, np.float64)
+        top = 255.0 if a.max(initial=0) <= 255 else 65535.0 if a.max() <= 65535 else float(a.max())
+        return np.clip(a / top, 0, 1).astype(np.float32), None
+    if mode == "F":
+        a = np.nan_to_num(np.asarray(im, np.float32))
+        return np.clip(a / (255.0 if a.max(initial=0) > 1 else 1.0), 0, 1), None
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"), np.float32) / 255.0, None
+    if mode in ("LA", "La", "PA"):
+        la = np.asarray(im.convert("LA"), np.float32) / 255.0
+        return la[..., 0], la[..., 1]
+    if mode in ("RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        return (np.asarray(rgba.convert("RGB").convert("L"), np.float32) / 255.0,
+                np.asarray(rgba.getchannel("A"), np.float32) / 255.0)
+    return np.asarray(im.convert("RGB").convert("L"), np.float32) / 255.0, None
+
+
+def _border(img: np.ndarray) -> np.ndarray:
+    """The pixels of the outer frame (1/20 of the shorter side, at least 1 pixel): the paper, for a digit."""
+    h, w = img.shape
+    b = max(1, min(h, w) // 20)
+    return np.concatenate([img[:b].ravel(), img[-b:].ravel(), img[:, :b].ravel(), img[:, -b:].ravel()])
+
+
+def load_image(path, *, warn: bool = True) -> np.ndarray:
+    """Read a picture of a digit as the networks see digits: bright ink on a dark background.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, PGM...).
+    warn : bool
+        Issue a ``BlankImageWarning`` when the ink barely differs from the background.
+
+    Returns
+    -------
+    numpy.ndarray
+        H x W float32 in [0, 1], ink bright. On the way: the EXIF orientation is applied
+        (``PIL.ImageOps.exif_transpose``, as a phone's photo is shown); 16-bit images are scaled by
+        65535 and palette images looked up; a transparent background is composited onto white when the
+        visible strokes are dark, onto black when they are light; colour becomes luminance; a light
+        background (the median of the outer frame above 0.5: dark ink on paper) is inverted.
+
+    Raises
+    ------
+    OSError
+        The file is missing, unreadable or not an image (``PIL.UnidentifiedImageError``).
+    ImportError
+        Pillow is not installed.
+    """
     try:
-        from PIL import Image
+        from PIL import Image, ImageOps
     except ImportError as e:
         raise ImportError("reading images needs Pillow: pip install pillow (or convforge[train])") from e
     with Image.open(path) as im:
-        a = np.asarray(im.convert("L"), np.float32) / 255.0
-    if a.mean() > 0.5:
-        a = 1.0 - a
-    return a
+        im = ImageOps.exif_transpose(im)
+        gray, alpha = _gray_and_alpha(im)
+    if alpha is not None and alpha.min() < 1.0:
+        seen = alpha > 0.5
+        ink_is_dark = not seen.any() or float(np.median(gray[seen])) < 0.5
+        gray = alpha * gray + (1.0 - alpha) * (1.0 if ink_is_dark else 0.0)
+    if gray.size == 0:
+        raise ValueError(f"{path}: the image has no pixels ({gray.shape[1]}x{gray.shape[0]})")
+    if np.median(_border(gray)) > 0.5:
+        gray = 1.0 - gray
+    gray = np.ascontiguousarray(gray, np.float32)
+    contrast = float(gray.max() - np.median(_border(gray)))
+    if warn and contrast < BLANK_CONTRAST:
+        import warnings
+
+        warnings.warn(f"{path}: the image is blank or nearly so (ink differs from the background by {contrast:.3f} "
+                      f"on a 0..1 scale, under {BLANK_CONTRAST}); its prediction means nothing",
+                      BlankImageWarning, stacklevel=2)
+    return gray
+
+
+def image_files(paths):
+    """The files named by paths, a folder standing for the image files in it (sorted by name; those whose
+    suffix is in IMAGE_SUFFIXES); other paths come back as given, for the reader to report."""
+    out = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def _resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """img (H x W, float) resized to height x width with Pillow's antialiased Lanczos filter, clipped to [0, 1]."""
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(img, np.float32), mode="F")
+    return np.clip(np.asarray(im.resize((width, height), Image.LANCZOS), np.float32), 0.0, 1.0)
 
 
 def _box_resize(img: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
-    im = Image.fromarray(np.clip(img * 255.0, 0, 255).astype(np.uint8))
-    return np.asarray(im.resize((size, size), Image.BOX), np.float32) / 255.0
+    im = Image.fromarray(np.ascontiguousarray(img, np.float32), mode="F")
+    return np.asarray(im.resize((size, size), Image.BOX), np.float32)
 
 
-def prepare_image(img: np.ndarray, dataset: str, mean: float, std: float) -> np.ndarray:
-    """One H x W image in [0, 1] (ink bright) -> 1 x 1 x 32 x 32 input, as the dataset's pipeline makes it:
-    digits: down to 8x8 (box filter), then the bilinear 8 -> 32 of load_digits;
-    mnist: the ink's bounding box fitted in 20x20, centred in 28x28, padded to 32x32."""
+def _ink_crop(img: np.ndarray, ink: float = 0.2, noise: float = 0.1) -> np.ndarray:
+    """The background (median of the frame) taken off and the strongest ink scaled to 1, values under noise
+    set to 0 (paper grain, JPEG ringing), then cropped to the bounding box of the values of at least ink;
+    an image without ink comes back as one zero pixel."""
+    a = np.asarray(img, np.float32) - np.float32(np.median(_border(img)))
+    top = float(a.max(initial=0.0))
+    if top <= 0:
+        return np.zeros((1, 1), np.float32)
+    a = np.clip(a / top, 0.0, 1.0)
+    a[a < noise] = 0.0
+    ys, xs = np.nonzero(a >= ink)
+    return a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+
+def mnist_style(img: np.ndarray, box: int = 20, field: int = 28, size: int = 32) -> np.ndarray:
+    """Normalise a digit the way MNIST was made (LeCun et al.): crop to the ink, scale to fit a box x box
+    square keeping the aspect ratio, place it in a field x field image with its centre of mass at the
+    centre, pad to size x size (LeNet-5's 32x32).
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        H x W float in [0, 1], ink bright on a dark background (as ``load_image`` returns it).
+    box, field, size : int
+        20, 28 and 32 for MNIST as LeNet-5 reads it.
+
+    Returns
+    -------
+    numpy.ndarray
+        size x size float32 in [0, 1]; all zeros for an image without ink.
+    """
+    a = _ink_crop(img)
+    h, w = a.shape
+    scale = box / max(h, w)
+    a = _resample(a, max(1, round(w * scale)), max(1, round(h * scale)))
+    h, w = a.shape
+    mass = float(a.sum())
+    out = np.zeros((size, size), np.float32)
+    if mass <= 0:
+        return out
+    cy = float((a.sum(1) * np.arange(h)).sum()) / mass
+    cx = float((a.sum(0) * np.arange(w)).sum()) / mass
+    # MNIST's centres of mass sit at pixel (14, 14) of the 28x28 field (mean over the test set: 13.99, 14.01)
+    lo = (size - field) // 2
+    top = int(np.clip(round(lo + field / 2 - cy), lo, lo + field - h))
+    left = int(np.clip(round(lo + field / 2 - cx), lo, lo + field - w))
+    out[top:top + h, left:left + w] = a
+    return out
+
+
+def digits_style(img: np.ndarray, size: int = 32) -> np.ndarray:
+    """Normalise a digit the way scikit-learn's digits were made and load_digits upsamples them: crop to the
+    ink, centre it in a square, average down to 8x8 (4x4 blocks of the 32x32 bitmap), then bilinear to size."""
+    a = _ink_crop(img)
+    h, w = a.shape
+    side = max(h, w)
+    sq = np.zeros((side, side), np.float32)
+    sq[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = a
+    return resize(_box_resize(sq, 8)[None], size)[0]
+
+
+PREPROCESSING = {
+    "mnist": "MNIST's: crop to the ink, fit in 20x20 keeping the aspect ratio, centre of mass at the centre of "
+             "28x28, pad to 32x32",
+    "digits": "scikit-learn digits': crop to the ink, centre in a square, average down to 8x8, bilinear up to 32x32",
+}
+
+
+def _preprocess_kind(dataset: str) -> str:
+    return "digits" if dataset == "digits" else "mnist"
+
+
+def prepare_image(img: np.ndarray, dataset: str, mean: float, std: float, *, size: int = 32,
+                  preprocess: bool = True) -> np.ndarray:
+    """One picture (H x W in [0, 1], ink bright, as ``load_image`` returns it) as a network input.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        H x W float image, ink bright on a dark background.
+    dataset : str
+        The data set the model learnt ("digits", "mnist", "mnist-bundled"): its pipeline is repeated,
+        ``digits_style`` for digits, ``mnist_style`` for the MNIST ones.
+    mean, std : float
+        The training split's normalisation (``Dataset.mean``, ``Dataset.std``).
+    size : int
+        The model's input side; pictures are made at 32x32 and resized bilinearly when it differs.
+    preprocess : bool
+        False for images that are already like the training images (``--no-preprocess``): a 28x28 picture
+        for an MNIST model is only padded to 32x32, any other is resized to 32x32, with no cropping or centring.
+
+    Returns
+    -------
+    numpy.ndarray
+        1 x 1 x size x size float32, normalised with mean and std.
+    """
     img = np.asarray(img, np.float32)
-    if dataset == "digits":
-        x = resize(_box_resize(img, 8)[None], 32)
-    elif dataset == "mnist":
-        ys, xs = np.nonzero(img > 0.1)
-        if len(ys):
-            img = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-        h, w = img.shape
-        side = max(h, w)
-        sq = np.zeros((side, side), np.float32)
-        sq[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = img
-        x = pad_to(pad_to(_box_resize(sq, 20)[None], 28), 32)
+    if img.ndim != 2:
+        raise ValueError(f"prepare_image: img must be H x W, got shape {img.shape}")
+    kind = _preprocess_kind(dataset)
+    if preprocess:
+        x = mnist_style(img) if kind == "mnist" else digits_style(img)
+    elif kind == "mnist" and img.shape == (28, 28):
+        x = pad_to(img[None], 32)[0]
     else:
-        x = resize(img[None], 32)
+        x = resize(img[None], 32)[0]
+    x = x[None]
+    if size != 32:
+        x = resize(x, size)
     return normalize(x[:, None], mean, std)
 
 

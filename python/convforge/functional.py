@@ -34,7 +34,32 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1) -> int:
-    """floor((n + 2p - d(f-1) - 1) / s) + 1, the output length of a convolution along one axis."""
+    """Output length of a convolution along one axis: floor((n + 2p - d(f - 1) - 1) / s) + 1.
+
+    The rule of ``torch.nn.Conv2d`` (and ``csrc/common/geometry.h``, which every kernel calls).
+
+    Parameters
+    ----------
+    n : int
+        Input length (H or W), at least 1.
+    kernel_size : int
+        Filter length f (R or S), at least 1.
+    stride, padding, dilation : int
+        s >= 1, p >= 0 on each side, d >= 1.
+
+    Returns
+    -------
+    int
+        The output length (P or Q), at least 1.
+
+    Raises
+    ------
+    TypeError
+        An argument is not an integer.
+    ValueError
+        A non-positive n, kernel_size, stride or dilation, a negative padding, or a (dilated) kernel
+        larger than the padded input.
+    """
     op = "conv_output_size"
     n, f, s, p, d = (chk.integer(op, k, v) for k, v in
                      (("n", n), ("kernel_size", kernel_size), ("stride", stride),
@@ -81,9 +106,46 @@ def _conv_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
 # ---------------------------------------------------------------------------------------------
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
-    """2-D cross-correlation, as ``torch.nn.functional.conv2d``: x (N, C, H, W), weight (K, C/groups, R, S).
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
 
-    padding is an int, a pair, "same", "valid", or (top, bottom, left, right) for asymmetric padding.
+    y[n, k, p, q] = bias[k] + sum over c, r, s of x[n, g*C/groups + c, p*sh + r*dh - pt, q*sw + s*dw - pl]
+    * weight[k, c, r, s], where g is the group of output channel k.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or device array, float32, (N, C, H, W)
+        Input batch; numpy arrays run on the CPU, convforge device arrays on the GPU.
+    weight : float32, (K, C/groups, R, S)
+        Filters; K must be divisible by groups.
+    bias : float32, (K,), optional
+        One value per output channel.
+    stride, dilation : int or (int, int)
+        Per axis (H, W), at least 1.
+    padding : int, (int, int), (top, bottom, left, right), "same" or "valid"
+        Zeros added on both sides of each axis (or on each side, with four values); "same" (stride 1 only)
+        keeps H x W, putting the odd extra pixel at the bottom/right as PyTorch does; "valid" is 0.
+    groups : int
+        C and K are split into this many groups (C == K == groups: depthwise).
+    algo : str
+        "auto" (a heuristic per shape), or a variant from ``algos("conv2d_forward")``: "reference",
+        "im2col", "implicit_gemm", "direct", "direct_k", "winograd" (3x3, stride 1, no dilation)...;
+        or the name of a student kernel loaded with ``convforge.load_kernel``.
+
+    Returns
+    -------
+    float32 array, (N, K, P, Q), on x's device
+        P = floor((H + pt + pb - dh(R - 1) - 1) / sh) + 1, Q likewise (``conv_output_size``).
+
+    Raises
+    ------
+    TypeError
+        An array is not float32 (never cast silently), or not an array (a CPU torch tensor: call ``.numpy()``).
+    ValueError
+        Wrong ranks, channels that do not match C/groups, a bias that is not (K,), a non-positive
+        stride/dilation, negative padding, a kernel larger than the padded input, "same" with stride > 1,
+        an unknown algo or one that does not apply to this shape.
+    OverflowError, MemoryError
+        An output (or im2col workspace) too large to index or to allocate.
     """
     op = "conv2d"
     x = chk.float_array(op, "x", x, 4)
@@ -102,7 +164,36 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
                     algo="auto", output_mask=(True, True, True)):
-    """Gradients of conv2d: (grad_x, grad_weight, grad_bias); output_mask skips the ones not wanted (None)."""
+    """Gradients of ``conv2d`` (what ``torch.autograd`` gives for it), for the same arguments.
+
+    Parameters
+    ----------
+    grad_out : float32, (N, K, P, Q)
+        Gradient of the loss with respect to conv2d's output.
+    x : float32, (N, C, H, W)
+        conv2d's input.
+    weight : float32, (K, C/groups, R, S)
+        conv2d's filters.
+    stride, padding, dilation, groups
+        As for ``conv2d``.
+    algo : str
+        "auto" or a variant from ``algos("conv2d_backward")``, or a loaded student kernel (its backward
+        where the file defines one, ours otherwise).
+    output_mask : (bool, bool, bool)
+        Which of (grad_x, grad_weight, grad_bias) to compute; the others come back as None.
+
+    Returns
+    -------
+    (grad_x, grad_weight, grad_bias)
+        float32 arrays of shapes (N, C, H, W), (K, C/groups, R, S) and (K,), or None where masked.
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        As ``conv2d``; also a grad_out whose shape is not conv2d's output shape for x and weight.
+    """
     op = "conv2d_backward"
     x = chk.float_array(op, "x", x, 4)
     weight = chk.float_array(op, "weight", weight, 4)
@@ -155,7 +246,42 @@ def _pool_geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mod
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, algo="auto"):
-    """Max pooling, as ``torch.nn.functional.max_pool2d``; indices are flat h*W+w positions per plane."""
+    """Max pooling, as ``torch.nn.functional.max_pool2d``.
+
+    Parameters
+    ----------
+    x : float32, (N, C, H, W)
+        Input batch (NaN in a window gives NaN and its index, as PyTorch).
+    kernel_size : int or (int, int)
+        Window R x S.
+    stride : int or (int, int), optional
+        Default: kernel_size.
+    padding : int or (int, int)
+        Implicit -inf on each side, at most half the kernel.
+    dilation : int or (int, int)
+        Spacing of the window's elements.
+    ceil_mode : bool
+        Round the output size up (the last window must still start inside the input or left padding).
+    return_indices : bool
+        Also return where each maximum was.
+    algo : str
+        "auto", a variant from ``algos("pool2d")``, or a loaded student kernel.
+
+    Returns
+    -------
+    y : float32, (N, C, P, Q)
+        P = floor((H + 2p - d(R - 1) - 1) / s) + 1 (ceil with ceil_mode), Q likewise.
+    indices : int64, (N, C, P, Q)
+        Only with return_indices: the flat position h * W + w of each maximum in its input plane.
+
+    Raises
+    ------
+    TypeError
+        x is not float32.
+    ValueError
+        x is not 4-D, non-positive kernel/stride/dilation, padding over half the kernel, a window that
+        does not fit, or an unknown algo.
+    """
     op = "max_pool2d"
     x = chk.float_array(op, "x", x, 4)
     g = _pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
@@ -169,13 +295,36 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride=None, padding=0, dilation=1,
                         ceil_mode=False, *, algo="auto"):
-    """Gradient of max_pool2d: grad_out scattered (summed) to the positions in indices (from
-    return_indices=True), as ``torch.ops.aten.max_pool2d_with_indices_backward``.
+    """Gradient of ``max_pool2d``: each grad_out value added at the input position its index names.
 
-    The window arguments are needed only by a student kernel (``algo=`` naming one loaded with
-    ``convforge.load_kernel(..., op="max_pool2d")`` that defines ``convforge_max_pool2d_backward``),
-    which gets the pooling geometry; ours needs only the indices. A student kernel without a backward
-    falls back to ours."""
+    Parameters
+    ----------
+    grad_out : float32, (N, C, P, Q)
+        Gradient with respect to max_pool2d's output.
+    indices : int64, (N, C, P, Q)
+        From ``max_pool2d(..., return_indices=True)``: flat h * W + w positions.
+    input_shape : (N, C, H, W)
+        Shape of max_pool2d's input.
+    kernel_size, stride, padding, dilation, ceil_mode
+        As for ``max_pool2d``; needed only by a student kernel (``algo=`` naming one loaded with
+        ``convforge.load_kernel(..., op="max_pool2d")`` that defines ``convforge_max_pool2d_backward``),
+        which gets the pooling geometry; ours needs only the indices.
+    algo : str
+        "auto" (ours), or a student kernel's name; one without a backward falls back to ours.
+
+    Returns
+    -------
+    float32, (N, C, H, W)
+        Zero where no maximum came from.
+
+    Raises
+    ------
+    TypeError
+        grad_out is not float32 or indices not integer.
+    ValueError
+        Shapes that disagree (indices vs grad_out, batch and channels vs input_shape), or an index
+        outside H x W.
+    """
     op = "max_pool2d_backward"
     grad_out = chk.float_array(op, "grad_out", grad_out, 4)
     indices = chk.index_array(op, "indices", indices, 4)
@@ -201,7 +350,38 @@ def max_pool2d_backward(grad_out, indices, input_shape, kernel_size=None, stride
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, algo="auto"):
-    """Average pooling, as ``torch.nn.functional.avg_pool2d``."""
+    """Average pooling, as ``torch.nn.functional.avg_pool2d``.
+
+    Parameters
+    ----------
+    x : float32, (N, C, H, W)
+        Input batch.
+    kernel_size : int or (int, int)
+        Window R x S.
+    stride : int or (int, int), optional
+        Default: kernel_size.
+    padding : int or (int, int)
+        Zeros on each side, at most half the kernel.
+    ceil_mode : bool
+        Round the output size up.
+    count_include_pad : bool
+        Divide by the whole window (True) or by the input elements in it (False).
+    algo : str
+        "auto", a variant from ``algos("pool2d")``, or a loaded student kernel.
+
+    Returns
+    -------
+    float32, (N, C, P, Q)
+        P = floor((H + 2p - R) / s) + 1 (ceil with ceil_mode), Q likewise.
+
+    Raises
+    ------
+    TypeError
+        x is not float32.
+    ValueError
+        x is not 4-D, non-positive kernel or stride, padding over half the kernel, a window that does not
+        fit, or an unknown algo.
+    """
     op = "avg_pool2d"
     x = chk.float_array(op, "x", x, 4)
     g = _pool_geometry(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
@@ -213,8 +393,31 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, *, algo="auto"):
-    """Gradient of avg_pool2d with respect to its input of shape input_shape; ``algo=`` naming a student
-    kernel that defines ``convforge_avg_pool2d_backward`` runs it (else ours)."""
+    """Gradient of ``avg_pool2d`` with respect to its input, for the same pooling arguments.
+
+    Parameters
+    ----------
+    grad_out : float32, (N, C, P, Q)
+        Gradient with respect to avg_pool2d's output.
+    input_shape : (N, C, H, W)
+        Shape of avg_pool2d's input.
+    kernel_size, stride, padding, ceil_mode, count_include_pad
+        As for ``avg_pool2d``.
+    algo : str
+        "auto" (ours), or a student kernel's name that defines ``convforge_avg_pool2d_backward``
+        (one without a backward falls back to ours).
+
+    Returns
+    -------
+    float32, (N, C, H, W)
+
+    Raises
+    ------
+    TypeError
+        grad_out is not float32.
+    ValueError
+        As ``avg_pool2d``; also a grad_out that is not avg_pool2d's output shape for input_shape.
+    """
     op = "avg_pool2d_backward"
     grad_out = chk.float_array(op, "grad_out", grad_out, 4)
     input_shape = chk.shape4(op, "input_shape", input_shape)
@@ -401,7 +604,35 @@ def batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tr
 # ---------------------------------------------------------------------------------------------
 
 def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, algo="auto"):
-    """alpha * op(a) @ op(b) + beta * c as a new array (c is not modified); op transposes when asked."""
+    """General matrix multiply, BLAS's SGEMM: alpha * op(a) @ op(b) + beta * c, as a new array.
+
+    Mirrors ``torch.addmm(c, op(a), op(b), beta=beta, alpha=alpha)``; with beta = 0, c is ignored
+    (NaN in c does not propagate). c is never modified.
+
+    Parameters
+    ----------
+    a : float32, (M, K), or (K, M) with trans_a
+    b : float32, (K, N), or (N, K) with trans_b
+    c : float32, (M, N), optional
+    alpha, beta : float
+    trans_a, trans_b : bool
+        Use the transpose of a / b (no copy is made).
+    algo : str
+        "auto", a variant from ``algos("gemm")`` ("reference", "blocked"...), or a loaded student kernel.
+
+    Returns
+    -------
+    float32, (M, N), on the inputs' device
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        Not 2-D, inner dimensions that differ, a c that is not (M, N), or an unknown algo.
+    OverflowError, MemoryError
+        An output too large to index or to allocate.
+    """
     op = "gemm"
     a = chk.float_array(op, "a", a, 2)
     b = chk.float_array(op, "b", b, 2)
@@ -435,7 +666,24 @@ def _gemm_algo(be, algo, a, b, trans_a, trans_b):
 
 
 def matmul(a, b, *, algo="auto"):
-    """a @ b for 2-D arrays."""
+    """a @ b for 2-D arrays (``gemm`` with alpha 1, no c), as ``torch.matmul`` on matrices.
+
+    Parameters
+    ----------
+    a : float32, (M, K)
+    b : float32, (K, N)
+    algo : str
+        As for ``gemm``.
+
+    Returns
+    -------
+    float32, (M, N)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``gemm``.
+    """
     return gemm(a, b, algo=algo)
 
 
@@ -447,7 +695,28 @@ def _rows(op, name, x, features):
 
 
 def linear(x, weight, bias=None, *, algo="auto"):
-    """x @ weight.T + bias, as ``torch.nn.functional.linear``; x is (*, in_features), weight (out, in)."""
+    """x @ weight.T + bias, as ``torch.nn.functional.linear``.
+
+    Parameters
+    ----------
+    x : float32, (*, in_features)
+        Any leading dimensions.
+    weight : float32, (out_features, in_features)
+    bias : float32, (out_features,), optional
+    algo : str
+        The GEMM variant (as for ``gemm``).
+
+    Returns
+    -------
+    float32, (*, out_features)
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        x's last dimension is not in_features, weight is not 2-D, or bias is not (out_features,).
+    """
     op = "linear"
     x = chk.float_array(op, "x", x)
     weight = chk.float_array(op, "weight", weight, 2)
@@ -466,7 +735,32 @@ def linear(x, weight, bias=None, *, algo="auto"):
 
 
 def linear_backward(grad_out, x, weight, *, algo="auto", output_mask=(True, True, True)):
-    """Gradients of linear: (grad_x, grad_weight, grad_bias); output_mask skips the ones not wanted (None)."""
+    """Gradients of ``linear``: (grad_out @ weight, grad_out.T @ x, grad_out summed over rows).
+
+    Parameters
+    ----------
+    grad_out : float32, (*, out_features)
+    x : float32, (*, in_features)
+        linear's input, with the same leading dimensions as grad_out.
+    weight : float32, (out_features, in_features)
+    algo : str
+        The GEMM variant (as for ``gemm``), or a student GEMM's name.
+    output_mask : (bool, bool, bool)
+        Which of (grad_x, grad_weight, grad_bias) to compute; the others are returned as None.
+
+    Returns
+    -------
+    (grad_x, grad_weight, grad_bias)
+        float32 of shapes (*, in_features), (out_features, in_features), (out_features,), or None where
+        output_mask is False.
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        Last dimensions that do not match weight, or leading dimensions that differ.
+    """
     op = "linear_backward"
     x = chk.float_array(op, "x", x)
     weight = chk.float_array(op, "weight", weight, 2)
@@ -507,30 +801,134 @@ def _unary_backward(op, fn_name, grad_out, saved, saved_name):
 
 
 def relu(x):
-    """max(x, 0)."""
+    """max(x, 0), elementwise, as ``torch.nn.functional.relu``.
+
+    Parameters
+    ----------
+    x : float32 array, any shape
+        numpy (CPU) or a device array (GPU).
+
+    Returns
+    -------
+    float32 array of x's shape, on x's device
+
+    Raises
+    ------
+    TypeError
+        x is not a float32 array.
+    """
     return _unary("relu", "relu_forward", x)
 
 
 def relu_backward(grad_out, x):
-    """grad_out where x > 0, else 0 (x is relu's input)."""
+    """grad_out where x > 0, else 0: the gradient of ``relu`` given its input x.
+
+    Parameters
+    ----------
+    grad_out : float32 array, any shape
+        Gradient with respect to relu's output.
+    x : float32 array, grad_out's shape
+        relu's input.
+
+    Returns
+    -------
+    float32 array of grad_out's shape
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        x and grad_out differ in shape.
+    """
     return _unary_backward("relu_backward", "relu_backward", grad_out, x, "x")
 
 
 def tanh(x):
+    """tanh(x), elementwise, as ``torch.tanh``.
+
+    Parameters
+    ----------
+    x : float32 array, any shape
+        numpy (CPU) or a device array (GPU).
+
+    Returns
+    -------
+    float32 array of x's shape, on x's device
+
+    Raises
+    ------
+    TypeError
+        x is not a float32 array.
+    """
     return _unary("tanh", "tanh_forward", x)
 
 
 def tanh_backward(grad_out, y):
-    """grad_out * (1 - y^2), where y = tanh(x) is the forward output."""
+    """grad_out * (1 - y^2): the gradient of ``tanh`` given its output y.
+
+    Parameters
+    ----------
+    grad_out : float32 array, any shape
+        Gradient with respect to tanh's output.
+    y : float32 array, grad_out's shape
+        tanh's output (what the forward returned).
+
+    Returns
+    -------
+    float32 array of grad_out's shape
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        y and grad_out differ in shape.
+    """
     return _unary_backward("tanh_backward", "tanh_backward", grad_out, y, "y")
 
 
 def sigmoid(x):
+    """1 / (1 + exp(-x)), elementwise, as ``torch.sigmoid``.
+
+    Parameters
+    ----------
+    x : float32 array, any shape
+        numpy (CPU) or a device array (GPU).
+
+    Returns
+    -------
+    float32 array of x's shape, on x's device
+
+    Raises
+    ------
+    TypeError
+        x is not a float32 array.
+    """
     return _unary("sigmoid", "sigmoid_forward", x)
 
 
 def sigmoid_backward(grad_out, y):
-    """grad_out * y * (1 - y), where y = sigmoid(x) is the forward output."""
+    """grad_out * y * (1 - y): the gradient of ``sigmoid`` given its output y.
+
+    Parameters
+    ----------
+    grad_out : float32 array, any shape
+        Gradient with respect to sigmoid's output.
+    y : float32 array, grad_out's shape
+        sigmoid's output (what the forward returned).
+
+    Returns
+    -------
+    float32 array of grad_out's shape
+
+    Raises
+    ------
+    TypeError
+        An array is not float32.
+    ValueError
+        y and grad_out differ in shape.
+    """
     return _unary_backward("sigmoid_backward", "sigmoid_backward", grad_out, y, "y")
 
 
@@ -551,13 +949,49 @@ def _ce_args(op, logits, labels):
 
 
 def cross_entropy(logits, labels):
-    """Mean over the batch of -log softmax(logits)[label], as ``torch.nn.functional.cross_entropy``."""
+    """Mean over the batch of -log softmax(logits)[label], as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    logits : float32, (N, classes)
+        Unnormalised scores; N at least 1.
+    labels : int, (N,)
+        Class indices in [0, classes).
+
+    Returns
+    -------
+    float
+        The mean loss (computed stably, with the row maximum subtracted).
+
+    Raises
+    ------
+    TypeError
+        logits is not float32 or labels not integer.
+    ValueError
+        Wrong ranks, N that differs, an empty batch (PyTorch gives NaN), or a label out of range.
+    """
     be, logits, labels = _ce_args("cross_entropy", logits, labels)
     return float(be.cross_entropy_forward(logits, labels))
 
 
 def cross_entropy_backward(logits, labels):
-    """Gradient of the mean cross-entropy with respect to logits: (softmax - onehot) / N."""
+    """Gradient of the mean ``cross_entropy`` with respect to logits: (softmax(logits) - onehot(labels)) / N.
+
+    Parameters
+    ----------
+    logits : float32, (N, classes)
+    labels : int, (N,)
+        Class indices in [0, classes).
+
+    Returns
+    -------
+    float32, (N, classes)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``cross_entropy``.
+    """
     be, logits, labels = _ce_args("cross_entropy_backward", logits, labels)
     return be.cross_entropy_backward(logits, labels)
 
@@ -567,11 +1001,42 @@ def cross_entropy_backward(logits, labels):
 # ---------------------------------------------------------------------------------------------
 
 def set_num_threads(n: int) -> None:
-    """Threads used by the CPU kernels (OpenMP), for calls from any Python thread."""
+    """Threads used by the CPU kernels (OpenMP), for calls from any Python thread (``torch.set_num_threads``).
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        n is not an integer.
+    ValueError
+        n is below 1.
+    """
     _C.set_num_threads(chk.integer("set_num_threads", "n", n))
 
 
 def get_num_threads() -> int:
+    """Threads the CPU kernels use (``torch.get_num_threads``).
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    None
+    """
     return int(_C.get_num_threads())
 
 
@@ -619,7 +1084,27 @@ def get_flush_denormal() -> bool:
 
 
 def algos(op: str, device: str = "cpu") -> list:
-    """The kernel variants of op (conv2d_forward, conv2d_backward, gemm, pool2d) on a device."""
+    """The kernel variants of an op on a device, with their source files.
+
+    Parameters
+    ----------
+    op : str
+        "conv2d_forward", "conv2d_backward", "gemm" or "pool2d".
+    device : str
+        "cpu" or "cuda".
+
+    Returns
+    -------
+    list
+        One entry per variant (name, kind, one-line description, source file), from the op's table.
+
+    Raises
+    ------
+    ValueError
+        An unknown op.
+    RuntimeError
+        device "cuda" where convforge was built without CUDA or no GPU is visible.
+    """
     if device == "cpu":
         return list(_C.algos(op))
     from . import cuda

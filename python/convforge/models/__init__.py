@@ -17,11 +17,45 @@ _REGISTRY = {"lenet5": lenet5, "alexnet": alexnet, "vgg": vgg,
 
 
 def names():
+    """The architectures ``build`` knows, as ``convforge train --model`` takes them.
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    list of str
+        ["alexnet", "lenet5", "vgg16"].
+
+    Raises
+    ------
+    None
+    """
     return sorted(k for k in _REGISTRY if k != "vgg")
 
 
 def build(name: str, **config):
-    """Build a model by architecture name with the given config (as stored in checkpoints)."""
+    """Build a model by architecture name with the given config (as checkpoints store it).
+
+    Parameters
+    ----------
+    name : str
+        "lenet5", "alexnet", "vgg16" or "vgg" (any case).
+    **config
+        Keyword arguments of that builder (num_classes, input_size, in_channels...).
+
+    Returns
+    -------
+    convforge.models.Network
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a config the builder refuses.
+    TypeError
+        A keyword the builder does not take.
+    """
     try:
         fn = _REGISTRY[name.lower()]
     except KeyError:

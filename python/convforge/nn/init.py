@@ -23,7 +23,22 @@ _seed_rng = np.random.default_rng(0)
 
 
 def manual_seed(seed: int) -> None:
-    """Seed the generator behind parameter initialisation and dropout masks."""
+    """Seed the generator behind parameter initialisation and dropout masks (as ``torch.manual_seed``).
+
+    Parameters
+    ----------
+    seed : int
+        Any integer numpy's ``default_rng`` accepts (non-negative).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        A negative seed.
+    """
     global _seed_rng
     _seed_rng = np.random.default_rng(int(seed))
 

@@ -58,18 +58,32 @@ def forward_collect(model, x):
     return rows
 
 
-def trained_lenet5(checkpoint=None, *, epochs=6, seed=0, dataset=None, num_classes=10, log=print, activation="tanh"):
-    """(model, dataset): a LeNet-5 loaded from checkpoint, or trained on the digits for a few epochs."""
+ARCH_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "vgg16": "VGG-16", "vgg": "VGG"}
+
+
+def model_label(model) -> str:
+    """A model's architecture as people write it (LeNet-5, VGG-16...), from its ``arch``."""
+    arch = getattr(model, "arch", None)
+    return ARCH_LABELS.get(arch, arch or type(model).__name__)
+
+
+def trained_lenet5(checkpoint=None, *, epochs=6, seed=0, dataset=None, num_classes=10, log=print, activation="tanh",
+                   data_name=None, data_path=None):
+    """(model, dataset): the model of a checkpoint with the data it was trained on (at its input size, with
+    its preprocessing; data_name and data_path override them), or a LeNet-5 trained here for a few epochs on
+    data_name (default the digits: seconds)."""
     from .. import data, nn, models
     from ..train import fit
 
-    ds = dataset if dataset is not None else data.load_digits()
     if checkpoint is not None:
         model, meta = nn.load_checkpoint(checkpoint)
+        ds = dataset if dataset is not None else data.load_for_checkpoint(meta, data_name, data_path)
         if log:
-            log(f"loaded {checkpoint}: {meta.get('arch')} {meta.get('config', {})}")
+            log(f"loaded {checkpoint}: {model_label(model)} {meta.get('config', {})}, data {ds.name} "
+                f"{'x'.join(map(str, ds.input_shape))}")
         return model, ds
-    key = (epochs, seed, activation, num_classes) if dataset is None else None
+    ds = dataset if dataset is not None else data.load_dataset(data_name or "digits", data_path)
+    key = (epochs, seed, activation, num_classes, data_name, data_path) if dataset is None else None
     if key in _TRAINED:
         return _TRAINED[key]
     nn.manual_seed(seed)
@@ -77,7 +91,7 @@ def trained_lenet5(checkpoint=None, *, epochs=6, seed=0, dataset=None, num_class
     res = fit(model, ds, epochs=epochs, seed=seed, progress=False, log=None)
     if log:
         log(f"trained lenet5 on {ds.name} for {epochs} epochs in {res['seconds']:.1f} s: "
-            f"test accuracy {100 * res['history'][-1]['test_accuracy']:.2f}%")
+            f"test accuracy {100 * res['test_accuracy']:.2f}%")
     if key is not None:
         _TRAINED[key] = (model, ds)
     return model, ds

@@ -1,4 +1,4 @@
-"""The last hidden layer (LeNet-5's 84 units) over a test set, projected to 2-D with PCA and t-SNE
+"""The last hidden layer (the input of the last Linear layer; LeNet-5's 84 units) over a test set, projected to 2-D with PCA and t-SNE
 (scikit-learn), scattered by class; how well the classes separate, as k-nearest-neighbour accuracy
 (stratified 5-fold cross-validation on the test embeddings) in 2-D and in the original space.
 
@@ -12,13 +12,16 @@ import time
 import numpy as np
 
 from .. import nn
-from ._common import fmt_table, leaves, pyplot, save, trained_lenet5
+from ._common import fmt_table, leaves, model_label, pyplot, save, trained_lenet5
 
 
 def last_hidden(model, x, batch_size=500) -> np.ndarray:
     """(N, D) input of the model's last Linear layer (LeNet-5: the 84 units after their activation)."""
     layers = [l for _, l in leaves(model)]
-    last = max(i for i, l in enumerate(layers) if isinstance(l, nn.Linear))
+    linear = [i for i, l in enumerate(layers) if isinstance(l, nn.Linear)]
+    if not linear:
+        raise ValueError(f"{model_label(model)} has no Linear layer: the embeddings are the input of the last one")
+    last = linear[-1]
     trunk = layers[:last]
     was = model.training
     model.eval()
@@ -101,11 +104,14 @@ def plot(res, y, out, name, title, class_names=None):
 
 
 def run(out="runs/viz", checkpoint=None, epochs=6, seed=0, k=5, split="test", print_fn=print,
-        methods=("pca", "tsne"), name="embedding_tsne.png", model=None, dataset=None, max_points=None) -> dict:
-    """model and dataset, when given, replace the checkpoint or the quick training; max_points keeps a
+        methods=("pca", "tsne"), name="embedding_tsne.png", model=None, dataset=None, max_points=None,
+        data_name=None, data_path=None) -> dict:
+    """The checkpoint's model on its own data set (data_name/data_path override it; ``_common.trained_lenet5``);
+    model and dataset, when given, replace the checkpoint or the quick training; max_points keeps a
     stratified subset of the split (for quick runs)."""
     if model is None:
-        model, dataset = trained_lenet5(checkpoint, epochs=epochs, seed=seed, log=print_fn, dataset=dataset)
+        model, dataset = trained_lenet5(checkpoint, epochs=epochs, seed=seed, log=print_fn, dataset=dataset,
+                                        data_name=data_name, data_path=data_path)
     ds = dataset
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if max_points is not None and max_points < len(y):
@@ -124,7 +130,7 @@ def run(out="runs/viz", checkpoint=None, epochs=6, seed=0, k=5, split="test", pr
     print_fn(f"{k}-nearest-neighbour accuracy (stratified 5-fold cross-validation on the {split} split; "
              f"chance {100 * res['chance']:.1f}%):")
     print_fn(fmt_table(("space", "kNN accuracy"), [(s, f"{100 * a:.2f}%") for s, a in res["knn"].items()]))
-    path = plot(res, y, out, name, f"LeNet-5 on {ds.name}: last hidden layer of {len(y)} {split} images, coloured by class")
+    path = plot(res, y, out, name, f"{model_label(model)} on {ds.name}: last hidden layer of {len(y)} {split} images, coloured by class")
     print_fn(f"wrote {path}")
     res["files"] = [path]
     return res

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from ._common import fmt_table, forward_collect, leaves, pyplot, save, trained_lenet5
+from ._common import fmt_table, forward_collect, leaves, model_label, pyplot, save, trained_lenet5
 
 
 def conv_layers(model):
@@ -40,11 +40,18 @@ def _grid(ax_list, images, cmap="gray", symmetric=False):
 
 
 def run(out="runs/viz", checkpoint=None, index=None, epochs=6, seed=0, print_fn=print, name="features.png",
-        model=None, dataset=None) -> dict:
-    """model and dataset, when given, replace the checkpoint or the quick training."""
+        model=None, dataset=None, data_name=None, data_path=None, max_maps=16, max_channels=6) -> dict:
+    """The checkpoint's model on a test image of its own data set (data_name/data_path override it); model
+    and dataset, when given, replace the checkpoint or the quick training. The picture shows the first two
+    conv layers: at most max_maps filters and maps per row, max_channels rows of the second layer's filters."""
     if model is None:
-        model, dataset = trained_lenet5(checkpoint, epochs=epochs, seed=seed, log=print_fn, dataset=dataset)
+        model, dataset = trained_lenet5(checkpoint, epochs=epochs, seed=seed, log=print_fn, dataset=dataset,
+                                        data_name=data_name, data_path=data_path)
     ds = dataset
+    if not conv_layers(model):
+        raise ValueError(f"{model_label(model)} has no Conv2d layer: no filters or feature maps to show")
+    if index is not None and not 0 <= index < len(ds.y_test):
+        raise ValueError(f"index {index} is out of range: the {ds.name} test split has {len(ds.y_test)} images")
     if index is None:  # the first test image the model gets right
         from ..train import predict
 
@@ -64,37 +71,51 @@ def run(out="runs/viz", checkpoint=None, index=None, epochs=6, seed=0, print_fn=
         print_fn(f"  mean |activation| per map after {aname}: " + " ".join(f"{v:.2f}" for v in np.abs(m).mean(axis=(1, 2))))
 
     plt = pyplot()
-    w1 = convs[0][1].weight.numpy()          # (6, 1, 5, 5)
-    w2 = convs[1][1].weight.numpy() if len(convs) > 1 else None  # (16, 6, 5, 5)
+    w1 = convs[0][1].weight.numpy()          # LeNet-5: (6, 1, 5, 5)
+    w2 = convs[1][1].weight.numpy() if len(convs) > 1 else None  # LeNet-5: (16, 6, 5, 5)
     m1, m2 = maps[0][2], (maps[1][2] if len(maps) > 1 else None)
-    ncol = 16
-    nrow = 1 + 1 + 1 + (w2.shape[1] if w2 is not None else 0) + 1
+    ncol = max_maps
+
+    def shown(n):
+        return f"{n}" if n <= ncol else f"first {ncol} of {n}"
+
+    rows2 = min(w2.shape[1], max_channels) if w2 is not None else 0
+    nrow = 1 + 1 + 1 + rows2 + (1 if w2 is not None else 0)
     fig = plt.figure(figsize=(ncol * 0.75, nrow * 0.8 + 0.6))
     gs = fig.add_gridspec(nrow, ncol, hspace=0.35, wspace=0.15)
     r = 0
     ax = fig.add_subplot(gs[r, 0:2])
     ax.imshow(image[0], cmap="gray"), ax.axis("off")
-    ax.set_title(f"input (label {label}, pred {pred})", fontsize=7, loc="left")
+    ax.set_title(f"{model_label(model)}, {ds.name} test image {index} (label {label}, pred {pred})", fontsize=7,
+                 loc="left")
     r += 1
-    axes = [fig.add_subplot(gs[r, j]) for j in range(w1.shape[0])]
-    _grid(axes, [w1[k, 0] for k in range(w1.shape[0])], "RdBu_r", True)
-    axes[0].set_title(f"conv1 filters ({w1.shape[0]} of 5x5)", fontsize=7, loc="left")
+    k1 = min(ncol, w1.shape[0])
+    axes = [fig.add_subplot(gs[r, j]) for j in range(k1)]
+    _grid(axes, [w1[k, 0] for k in range(k1)], "RdBu_r", True)
+    axes[0].set_title(f"{convs[0][0]} filters ({shown(w1.shape[0])} of {'x'.join(map(str, w1.shape[1:]))}; "
+                      f"input channel 0)", fontsize=7, loc="left")
     r += 1
-    axes = [fig.add_subplot(gs[r, j]) for j in range(m1.shape[0])]
-    _grid(axes, list(m1))
-    axes[0].set_title(f"feature maps after conv1 ({m1.shape[0]} of {m1.shape[1]}x{m1.shape[2]})", fontsize=7, loc="left")
+    k1 = min(ncol, m1.shape[0])
+    axes = [fig.add_subplot(gs[r, j]) for j in range(k1)]
+    _grid(axes, list(m1[:k1]))
+    axes[0].set_title(f"feature maps after {convs[0][0]} ({shown(m1.shape[0])} of {m1.shape[1]}x{m1.shape[2]})",
+                      fontsize=7, loc="left")
     r += 1
     if w2 is not None:
-        for c in range(w2.shape[1]):
-            axes = [fig.add_subplot(gs[r, j]) for j in range(w2.shape[0])]
-            _grid(axes, [w2[k, c] for k in range(w2.shape[0])], "RdBu_r", True)
+        k2 = min(ncol, w2.shape[0])
+        for c in range(rows2):
+            axes = [fig.add_subplot(gs[r, j]) for j in range(k2)]
+            _grid(axes, [w2[k, c] for k in range(k2)], "RdBu_r", True)
             if c == 0:
-                axes[0].set_title(f"conv2 filters ({w2.shape[0]} of {w2.shape[1]}x5x5; row = input channel)", fontsize=7,
-                                  loc="left")
+                axes[0].set_title(f"{convs[1][0]} filters ({shown(w2.shape[0])} of {'x'.join(map(str, w2.shape[1:]))}; "
+                                  f"row = input channel, {shown(w2.shape[1]) if w2.shape[1] > rows2 else w2.shape[1]} "
+                                  f"shown)", fontsize=7, loc="left")
             r += 1
-        axes = [fig.add_subplot(gs[r, j]) for j in range(m2.shape[0])]
-        _grid(axes, list(m2))
-        axes[0].set_title(f"feature maps after conv2 ({m2.shape[0]} of {m2.shape[1]}x{m2.shape[2]})", fontsize=7, loc="left")
+        k2 = min(ncol, m2.shape[0])
+        axes = [fig.add_subplot(gs[r, j]) for j in range(k2)]
+        _grid(axes, list(m2[:k2]))
+        axes[0].set_title(f"feature maps after {convs[1][0]} ({shown(m2.shape[0])} of {m2.shape[1]}x{m2.shape[2]})",
+                          fontsize=7, loc="left")
     fig.subplots_adjust(left=0.02, right=0.98, top=0.97, bottom=0.02)
     path = save(fig, out, name)
     print_fn(f"wrote {path}")
