@@ -581,6 +581,14 @@ def batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tr
     Returns
     -------
     (grad_x (N, C, *), grad_weight (C,), grad_bias (C,)), each None where output_mask is False.
+
+    Raises
+    ------
+    TypeError
+        An array that is not float32.
+    ValueError
+        grad_out and x of different shapes, x with fewer than 2 dimensions, or weight, save_mean,
+        save_invstd that are not (C,).
     """
     op = "batch_norm_backward"
     x = chk.float_array(op, "x", x)
@@ -1075,10 +1083,18 @@ def set_flush_denormal(mode: bool) -> bool:
 def get_flush_denormal() -> bool:
     """Whether the CPU kernels flush subnormals to zero (see :func:`set_flush_denormal`).
 
+    Parameters
+    ----------
+    None
+
     Returns
     -------
     bool
         True when flushing is on and this CPU supports it.
+
+    Raises
+    ------
+    Nothing.
     """
     return bool(_C.get_flush_denormal())
 

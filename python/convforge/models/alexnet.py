@@ -18,7 +18,13 @@ def alexnet(num_classes: int = 1000, input_size: int = 224, in_channels: int = 3
 
     Returns
     -------
-    Network with children features, avgpool, flatten (no parameters) and classifier.
+    convforge.models.Network
+        Children features, avgpool, flatten (no parameters) and classifier; arch "alexnet".
+
+    Raises
+    ------
+    ValueError
+        input_size below 63 (nothing fits the features' last max pool), naming the layer.
     """
     config = dict(num_classes=num_classes, input_size=input_size, in_channels=in_channels, dropout=dropout)
     features = nn.Sequential(

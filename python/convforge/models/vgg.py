@@ -82,8 +82,31 @@ def _named(name: str, batch_norm: bool):
                    dropout=dropout, batch_norm=batch_norm, arch=name + ("_bn" if batch_norm else ""))
 
     build.__name__ = build.__qualname__ = name + ("_bn" if batch_norm else "")
-    build.__doc__ = (f"torchvision's {build.__name__}{' (batch norm after every convolution)' if batch_norm else ''}: "
-                     f"features, avgpool (7x7), classifier; any input of at least 32x32 runs. See ``vgg``.")
+    bn = " (a BatchNorm2d after every convolution)" if batch_norm else ""
+    build.__doc__ = f"""torchvision's {build.__name__}{bn}: features, avgpool (7x7), classifier.
+
+    Parameters
+    ----------
+    num_classes : int
+        Outputs of the last Linear layer (ImageNet: 1000).
+    input_size : int
+        The square input side ``summary`` reports; any input of at least 32x32 runs (the adaptive
+        average pool brings the 512 feature maps to 7x7, as in torchvision).
+    in_channels : int
+        Input channels C (RGB: 3).
+    dropout : float
+        Probability of the classifier's two Dropout layers.
+
+    Returns
+    -------
+    convforge.models.Network
+        arch "{build.__name__}", torchvision's parameter names and indices (features.0.weight, ...).
+
+    Raises
+    ------
+    ValueError
+        input_size below 32 (the five 2x2 poolings leave nothing), naming the layer.
+    """
     return build
 
 
