@@ -181,6 +181,7 @@ def test_student_name_clashing_with_a_cuda_algo_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="'warp_tiled' is the name of one of our CUDA kernels"):
         convforge.load_kernel(STUDENT / "good_gemm.cpp", op="gemm", name="warp_tiled")
     assert "warp_tiled" not in kernels.student_kernels()
+    monkeypatch.undo()
     if cuda.is_compiled():  # the real table
         with pytest.raises(ValueError, match="CUDA"):
             convforge.load_kernel(STUDENT / "good_conv.cpp", name="implicit_v2")
