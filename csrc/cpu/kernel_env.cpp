@@ -87,10 +87,13 @@ void leave(uint64_t saved) {
 // with the parent's thread count; the parent builds a new one the same way (one thread start
 // per worker, once per fork). Other threads' pools do not exist in the child and are untouched.
 // It costs nothing per kernel call, and covers every caller of this libgomp in the process
-// (the course kit's student kernels, compiled with -fopenmp, share it). LLVM's libomp
-// reinitialises itself in the child and accepts the pause as well.
+// (the course kit's student kernels, compiled with -fopenmp, share it). LLVM's libomp (clang,
+// and Intel's compilers) is different: it registers its own fork handlers that reinitialise the
+// runtime in the child, and a hard pause from a prepare handler spins forever in the parent
+// (seen with clang 14's libomp), so there the pause is left to libomp.
 void pause_openmp_before_fork() {
-#if defined(_OPENMP) && (_OPENMP >= 201811 || (defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10))
+#if defined(_OPENMP) && defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_LLVM_COMPILER) && \
+    __GNUC__ >= 10
   if (!omp_in_parallel()) omp_pause_resource_all(omp_pause_hard);
 #endif
   t_team_started = 0;
