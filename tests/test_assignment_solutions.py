@@ -3,12 +3,12 @@ CPU SGEMM ladder gets faster step by step, and the CUDA ones compile (no GPU her
 
 The speed check runs every step of a ladder on one stated shape (SPEED) in this process, in
 alternation, and compares the best of the repeats (the least disturbed by other processes on a
-shared machine). It asserts only the steps whose idea wins by a wide margin at that shape on any
-machine (SGEMM: loop order over the naive loops, packing over cache blocking, the SIMD micro-kernel
-over loop order; conv2d: loop order and im2col + GEMM over the naive loops); the others it prints
-(cache blocking pays off at shapes larger than a unit test can afford, OpenMP needs idle cores, the
-intrinsics' margin over step 4's compiler-vectorised block kernel was 1.1x-4x on the loaded machine):
-benchmarks/bench_ladder.py measures them all."""
+shared machine). It asserts only the steps whose idea wins by a margin several times the asserted factor at that
+shape (SGEMM: loop order over the naive loops, 15x measured; the SIMD micro-kernel over loop order,
+3x; conv2d: im2col + GEMM over the naive loops, 10x; quiet Zen 3, clang and gcc builds); the others
+it prints (packing over cache blocking measured 1.16x and loop order over naive conv2d 2.9x on the
+quiet machine, too close for a test; cache blocking pays off at shapes larger than a unit test can
+afford; OpenMP needs idle cores): benchmarks/bench_ladder.py measures them all."""
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +28,9 @@ OP = {"cpu_sgemm": "gemm", "cuda_sgemm": "gemm", "cpu_conv2d": "conv2d", "cuda_c
 # the best times). The others are reported (printed with the table).
 SPEED = {
     "cpu_sgemm": ("gemm", {"M": 384, "N": 384, "K": 384, "alpha": 1.0, "beta": 0.0, "pad": [0, 0, 0]},
-                  [("step1_naive", "step2_loop_order", 3.0), ("step3_cache_blocking", "step4_packing", 1.2),
-                   ("step2_loop_order", "step5_simd_microkernel", 1.5)]),
+                  [("step1_naive", "step2_loop_order", 3.0), ("step2_loop_order", "step5_simd_microkernel", 1.5)]),
     "cpu_conv2d": ("conv2d", G.BENCH[("conv2d", "cpu")],  # the grader's timing shape
-                   [("step1_naive", "step2_loop_order", 3.0), ("step1_naive", "step3_im2col_gemm", 3.0)]),
+                   [("step1_naive", "step3_im2col_gemm", 3.0)]),
 }
 
 pytestmark = pytest.mark.usefixtures("kernel_cache")  # conftest.py: one build cache for student files

@@ -9,6 +9,7 @@
 
 #include "cpu/conv/conv2d_internal.h"
 #include "cpu/gemm/gemm_blocked.h"
+#include "cpu/kernel_env.h"
 
 namespace convforge::cpu::conv_detail {
 namespace {
