@@ -111,9 +111,16 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
         const int64_t kc = std::min(KC, K - pc);
         const bool last = pc + kc >= K;
 
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < n_panels; ++p)
-          b.fn(b.ctx, pc, kc, jc + p * NR, std::min(NR, nc - p * NR), NR, bbuf + p * kc * NR);
+        // The team packs the B block together, each thread one contiguous range of micro-
+        // panels in one call (so that a packing routine can read its rows sequentially).
+        {
+          const int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
+          const int64_t p0 = me * n_panels / team, p1 = (me + 1) * n_panels / team;
+          if (p1 > p0)
+            b.fn(b.ctx, pc, kc, jc + p0 * NR, std::min(p1 * NR, nc) - p0 * NR, NR,
+                 bbuf + p0 * kc * NR);
+#pragma omp barrier
+        }
 
         TileEpilogue ep;
         ep.alpha = alpha;
