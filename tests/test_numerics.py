@@ -57,6 +57,11 @@ def test_conv2d_forward_propagates_nan_inf(rng, simd_level, algo):
     x, w = randn(rng, 2, 4, 9, 8), with_specials(rng, 6, 2, 3, 3)  # specials in the weight
     kw = dict(stride=(2, 1), dilation=(1, 2), groups=2)
     same_specials(F.conv2d(x, w, algo=algo, **kw), TF.conv2d(T(x), T(w), **kw).numpy())
+    # 3x3 stride 1, one group (where Winograd runs as itself): specials in x, then in w.
+    x, w = with_specials(rng, 2, 3, 8, 9), randn(rng, 4, 3, 3, 3)
+    same_specials(F.conv2d(x, w, padding=1, algo=algo), TF.conv2d(T(x), T(w), padding=1).numpy())
+    x, w = randn(rng, 2, 3, 8, 9), with_specials(rng, 4, 3, 3, 3)
+    same_specials(F.conv2d(x, w, algo=algo), TF.conv2d(T(x), T(w)).numpy())
 
 
 @pytest.mark.parametrize("algo", CONV_BWD)

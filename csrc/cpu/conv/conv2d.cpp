@@ -43,11 +43,11 @@ bool backward_weight_direct_applies(const Conv2dGeometry& g) {
   return g.stride_h == 1 && g.stride_w == 1;
 }
 
-namespace {
-// The direct weight gradient multiplies the zeros past each output row (its flat positions) by
-// real inputs; an Inf or NaN input there would turn 0 * Inf into NaN where the true sum has an
-// Inf. Such inputs take the implicit GEMM, which only multiplies the products of the sum. One
-// read of x: a few percent of the kernel's time.
+// Whether n floats are all finite. The direct weight gradient multiplies the zeros past each
+// output row (its flat positions) by real inputs, and Winograd's transforms add and subtract
+// neighbouring values: an Inf or NaN there would turn into NaN where the true sum has an Inf
+// (0 * Inf, Inf - Inf), or spread to outputs it does not touch. Such inputs take the implicit
+// GEMM, which only multiplies the products of the sum. One read: a few percent of a kernel.
 bool all_finite(const float* p, int64_t n) {
   float acc = 0.0f;  // 0 * Inf and 0 * NaN are NaN, and a NaN term makes the sum NaN
   const bool par = !omp_in_parallel() && n > (1 << 18);
@@ -56,7 +56,6 @@ bool all_finite(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc += p[i] * 0.0f;
   return acc == 0.0f;
 }
-}  // namespace
 
 // Strided layers, and inputs with Inf or NaN: the implicit GEMM.
 void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
@@ -76,21 +75,33 @@ void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const floa
   bias_grad(g, dy, db);
 }
 
-// auto's forward choice (measurements in docs/cpu_tuning.md, 1 thread, loaded Zen 4):
+// auto's choices. Measurements: docs/cpu_tuning.md (1 thread: Zen 4 AVX-512, Zen 3 AVX2; the
+// Zen 3 tables from benchmarks/bench_algos.py, benchmarks/results/algos_zen3_1t.md). A rule is
+// kept only where both machines agree, or where only one was measured.
+//
+// Forward:
 //  - K/groups <= 6 (LeNet 1->6, depthwise): direct, vectorised along the output row; the GEMM's
-//    14-row micro-tile would be mostly padding (LeNet c1 N=256: direct 1.3 ms, implicit 4.1).
-//  - 8 <= K/groups <= 32 with few taps (C/groups*R*S <= 512): direct_k, 16 filters per vector,
-//    no packing (LeNet c3 N=256: direct_k 1.5 ms, direct 2.1, implicit 4.5).
-//  - 3x3 stride 1 with C, K >= 64 and >= 128 2x2 output tiles: Winograd F(2x2,3x3) (VGG N=1,
-//    ms, implicit / winograd: conv1_2 56 / 41, conv2_2 43 / 30, conv3_2 39 / 27, conv4_2 38 / 30;
-//    conv5_2 N=8 82 / 57, but conv5_2 N=1, 49 tiles, 11.7 / 12.9: the GEMMs are too narrow).
-//  - otherwise the implicit GEMM (VGG conv1_1 3->64: implicit 2.4 ms, direct 2.7, direct_k 3.2).
+//    micro-tile would be mostly padding (LeNet c1 N=256, ms, direct / implicit: Zen 4 1.1 / 3.2,
+//    Zen 3 4.4 / 8.5).
+//  - 8 <= K/groups <= 32 with few taps (C/groups*R*S <= 512): direct_k, filters along the vector,
+//    no packing (LeNet c3 N=256, direct_k / direct / implicit: Zen 4 1.5 / 2.1 / 4.5, Zen 3
+//    3.5 / 5.7 / 6.4).
+//  - 3x3 stride 1 with C, K >= 64: Winograd F(2x2,3x3) where its 16 GEMMs are wide and deep
+//    enough to pay for the transforms: >= 256 output tiles, and K >= 256 or >= 512 tiles per
+//    image (the transforms cost O(C tiles) against the GEMMs' O(C K tiles)). Winograd / implicit:
+//    VGG conv1_2..conv4_2 N=1 Zen 4 41/56, 30/43, 27/39, 30/38, Zen 3 66/90, 45/65, 42/55,
+//    59/58; conv5_2 N=8 Zen 4 57/82, Zen 3 78/102; ResNet res4_3x3 N=8 (392 tiles, K 256) 24/29.
+//    Left to implicit: conv5_2 N=1 (49 tiles; Zen 4 13/12, Zen 3 33/17), res5_3x3 N=8 (128
+//    tiles; Zen 3 50/33), res3_3x3 N=8 (K 128, 196 tiles per image; Zen 3 62/46).
+//  - otherwise the implicit GEMM.
 ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   const int64_t Kg = g.K_per_group(), CRS = g.C_per_group() * g.R * g.S;
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
-  const int64_t tiles = g.N * ((g.P + 1) / 2) * ((g.Q + 1) / 2);
-  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles >= 128) return forward_winograd;
+  const int64_t per_image = ((g.P + 1) / 2) * ((g.Q + 1) / 2), tiles = g.N * per_image;
+  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles >= 256 &&
+      (g.K >= 256 || per_image >= 512))
+    return forward_winograd;
   return forward_implicit;
 }
 
@@ -99,12 +110,15 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
   forward_auto_choice(g)(g, x, w, bias, y, relu);
 }
 
-// auto's weight-gradient choice: direct for few filters and taps (LeNet) and for wide outputs
-// (Q >= 48: the padded rows waste little); the implicit GEMM for small images with many
-// channels. Measured (1 thread, ms, implicit / direct): VGG conv1_2 N=1 66 / 46, conv3_2 N=1
-// 42 / 37, conv4_2 N=1 39 / 43, conv5_2 N=1 9.8 / 17; LeNet c3 N=256 6.1 / 2.0
-// (docs/cpu_tuning.md).
+// Weight gradient: direct for few filters and taps (LeNet) and for wide outputs (Q >= 48: the
+// padded rows waste little), except 1x1 layers with >= 196 output positions, where the per-image
+// GEMMs of im2col need no gather (Zen 3, ms, im2col / direct or implicit: res2_1x1_expand N=8
+// 16.6 / 25.5, res4_1x1_reduce N=8 15.9 / 19.0, res5_1x1_reduce_first N=8 24.6 / 30.6; 7x7
+// images stay implicit: res5_1x1_expand N=8 13.6 / 11.3); the implicit GEMM for small images
+// with many channels. Implicit / direct: VGG conv1_2 N=1 Zen 4 65 / 40, conv3_2 N=1 42 / 37,
+// conv4_2 N=1 39 / 43, conv5_2 N=1 9.8 / 17; LeNet c3 N=256 Zen 4 6.8 / 2.2, Zen 3 8.5 / 5.5.
 BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
+  if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return backward_weight_im2col;
   const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
   if (backward_weight_direct_applies(g) && (small || g.Q >= 48)) return backward_weight_direct;
   return backward_weight_implicit;
@@ -113,6 +127,7 @@ BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
 namespace {
 
 bool always(const Conv2dGeometry&) { return true; }
+bool never(const Conv2dGeometry&) { return false; }
 
 void backward_data_implicit(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
   backward_data_transposed(g, dy, w, dx, forward_implicit);
@@ -120,8 +135,17 @@ void backward_data_implicit(const Conv2dGeometry& g, const float* dy, const floa
 void backward_data_direct(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
   backward_data_transposed(g, dy, w, dx, forward_direct);
 }
+void backward_data_direct_k(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
+  backward_data_transposed(g, dy, w, dx, forward_direct_k);
+}
+void backward_data_winograd(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
+  backward_data_transposed(g, dy, w, dx, forward_winograd);
+}
+bool backward_data_winograd_applies(const Conv2dGeometry& g) {
+  return backward_data_implicit_applies(g) && winograd_applies(g);
+}
 void backward_data_auto(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
-  backward_data_transposed(g, dy, w, dx, forward_auto);
+  backward_data_auto_choice(g)(g, dy, w, dx);
 }
 void backward_weight_auto(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                           float* db) {
@@ -129,6 +153,24 @@ void backward_weight_auto(const Conv2dGeometry& g, const float* dy, const float*
 }
 
 }  // namespace
+
+// Input gradient: strided layers take im2col + col2im. Stride 1: the transposed forward through
+// the forward's choice for the transposed geometry (C and K swapped), except where that choice is
+// the implicit GEMM and im2col's per-image GEMMs are wide: 1x1 layers with >= 196 positions
+// (no col2im overlap; Zen 3, ms, im2col / implicit: res2_1x1_expand N=8 22 / 44, res3_1x1_expand
+// N=8 40 / 64, res4_1x1_expand N=8 18 / 25; 7x7 stays implicit: res5_1x1_reduce N=8 87 / 31) and
+// larger kernels with >= 729 positions (res3_3x3 N=8 67 / 83, AlexNet conv2 N=16 116 / 177).
+// LeNet c3 N=256 (transposed 16->6: direct) Zen 4 2.3 ms against im2col 4.9, Zen 3 5.6 / 7.2.
+BackwardDataFn backward_data_auto_choice(const Conv2dGeometry& g) {
+  if (!backward_data_implicit_applies(g)) return backward_data_im2col;
+  const ForwardFn f = forward_auto_choice(transposed_geometry(g));
+  if (f == forward_direct) return backward_data_direct;
+  if (f == forward_direct_k) return backward_data_direct_k;
+  if (f == forward_winograd) return backward_data_winograd;
+  const int64_t PQ = g.P * g.Q;
+  if (g.groups == 1 && ((g.R * g.S == 1 && PQ >= 196) || PQ >= 729)) return backward_data_im2col;
+  return backward_data_implicit;
+}
 
 // The one table per op: dispatch, the unknown-algo error, algos() and the tests'
 // parametrisation (through _C.algos) all read these. `applies` says where an algo runs as
@@ -166,8 +208,9 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
        forward_winograd, winograd_applies},
       {{"auto", "production",
         "direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
-        "C/groups*R*S <= 512 (LeNet c3); winograd for 3x3 stride-1 layers with C, K >= 64 and >= "
-        "128 output tiles; else implicit (measured: docs/cpu_tuning.md)",
+        "C/groups*R*S <= 512 (LeNet c3); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
+        "256 output tiles and K >= 256 or >= 512 tiles per image; else implicit (measured: "
+        "docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
        forward_auto, always},
   };
@@ -198,10 +241,21 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "cpu/conv/conv2d_direct_impl.h", "stride 1 (else implicit / im2col)"},
        backward_data_direct, backward_weight_direct, backward_data_implicit_applies,
        backward_weight_direct_applies},
+      {{"direct_k", "production",
+        "data: the transposed forward through direct_k (filters along the vector; for 8..32 "
+        "input channels per group and few taps); strided: im2col. Weight: the implicit GEMM",
+        "cpu/conv/conv2d_direct_impl.h", "data: stride 1 (else im2col); weight: implicit's"},
+       backward_data_direct_k, backward_weight_implicit, backward_data_implicit_applies, never},
+      {{"winograd", "production",
+        "data: the transposed forward through Winograd F(2x2,3x3) (3x3 stride-1 layers; else "
+        "implicit's path). Weight: the implicit GEMM",
+        "cpu/conv/conv2d_winograd.cpp", "data: 3x3, stride 1, dilation 1; weight: implicit's"},
+       backward_data_winograd, backward_weight_implicit, backward_data_winograd_applies, never},
       {{"auto", "production",
-        "data: the transposed forward through auto's forward choice (strided: im2col); weight: "
-        "direct for stride 1 with K/groups <= 32 and C/groups*R*S <= 512 or Q >= 48, else "
-        "implicit",
+        "data: strided: im2col; stride 1: the transposed forward through auto's forward choice, "
+        "or im2col for wide 1x1 (>= 196 positions) and large (>= 729) layers; weight: im2col for "
+        "1x1 with >= 196 positions, direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "
+        "512 or Q >= 48, else implicit (docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
        backward_data_auto, backward_weight_auto, always, always},
   };
@@ -282,7 +336,9 @@ std::string conv2d_auto_choice(const std::string& pass, const Conv2dGeometry& g)
     for (const auto& a : conv2d_backward_table())
       if (a.weight == f) return a.info.name;
   } else if (pass == "backward_data") {
-    return backward_data_implicit_applies(g) ? "transposed forward" : "im2col";
+    const BackwardDataFn f = backward_data_auto_choice(g);
+    for (const auto& a : conv2d_backward_table())
+      if (a.data == f) return a.info.name;
   }
   throw std::invalid_argument("conv2d_auto_choice: unknown pass '" + pass +
                               "' (forward, backward_data, backward_weight)");

@@ -198,12 +198,9 @@ bool backward_data_implicit_applies(const Conv2dGeometry& g) {
          g.pad_right <= g.dilation_w * (g.S - 1);
 }
 
-void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
-                              ForwardFn forward) {
-  if (!backward_data_implicit_applies(g)) return backward_data_im2col(g, dy, w, dx);
-  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S;
-  // The transposed convolution as a forward one: input dy (K channels, P x Q), C filters of
-  // Kg channels each, output H x W (stride 1: P + pads' - dilation*(R-1) = H).
+// The transposed convolution as a forward one: input dy (K channels, P x Q), C filters of
+// Kg channels each, output H x W (stride 1: P + pads' - dilation*(R-1) = H).
+Conv2dGeometry transposed_geometry(const Conv2dGeometry& g) {
   Conv2dGeometry t = g;
   t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
   t.pad_top = g.dilation_h * (g.R - 1) - g.pad_top;
@@ -211,6 +208,14 @@ void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const fl
   t.pad_left = g.dilation_w * (g.S - 1) - g.pad_left;
   t.pad_right = g.dilation_w * (g.S - 1) - g.pad_right;
   t.P = g.H, t.Q = g.W;
+  return t;
+}
+
+void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
+                              ForwardFn forward) {
+  if (!backward_data_implicit_applies(g)) return backward_data_im2col(g, dy, w, dx);
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S;
+  const Conv2dGeometry t = transposed_geometry(g);
   const ForwardFn chosen = forward == forward_auto ? forward_auto_choice(t) : forward;
   if (chosen == forward_implicit) {
     // The implicit GEMM packs its A panels from the rotated filters directly: no copy.

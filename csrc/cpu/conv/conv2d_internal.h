@@ -46,6 +46,9 @@ void forward_direct_neon(const Conv2dGeometry& g, const float* x, const float* w
 
 // Winograd F(2x2, 3x3) (conv2d_winograd.cpp); other layers go to forward_implicit.
 bool winograd_applies(const Conv2dGeometry& g);
+// Whether n floats are all finite (kernels that would mix an Inf or NaN into other outputs,
+// or multiply it by padding zeros, hand such inputs to the implicit GEMM).
+bool all_finite(const float* p, int64_t n);
 void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu);
 // direct_k: vectorised along the filters (conv2d_direct_impl.h), per ISA.
@@ -80,6 +83,9 @@ void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float*
 bool backward_data_implicit_applies(const Conv2dGeometry& g);
 using ForwardFn = void (*)(const Conv2dGeometry&, const float*, const float*, const float*,
                           float*, bool);
+// The geometry of the input gradient of a stride-1 layer as a forward convolution of dy with
+// the rotated filters (C and K swapped, padding dilation*(R-1) - pad).
+Conv2dGeometry transposed_geometry(const Conv2dGeometry& g);
 // The transposed forward through `forward` (implicit, direct or auto).
 void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const float* w, float* dx,
                               ForwardFn forward);
@@ -90,6 +96,7 @@ using BackwardDataFn = void (*)(const Conv2dGeometry&, const float*, const float
 using BackwardWeightFn = void (*)(const Conv2dGeometry&, const float*, const float*, float*,
                                   float*);
 BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g);
+BackwardDataFn backward_data_auto_choice(const Conv2dGeometry& g);
 
 // One row of an op's algo table (conv2d.cpp): what Python lists, the function dispatch calls,
 // and where the algo runs as itself (elsewhere it hands over to the fallback it names).

@@ -35,7 +35,10 @@ bool winograd_applies(const Conv2dGeometry& g) {
 
 void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu) {
-  if (!winograd_applies(g)) return forward_implicit(g, x, w, bias, y, relu);
+  // Inputs or filters with an Inf or NaN: the transforms would spread it over the tile (and
+  // Inf - Inf gives NaN), where PyTorch's sums have it only in the outputs it touches.
+  if (!winograd_applies(g) || !all_finite(w, g.w_size()) || !all_finite(x, g.x_size()))
+    return forward_implicit(g, x, w, bias, y, relu);
   const int64_t C = g.C, K = g.K, P = g.P, Q = g.Q, H = g.H, W = g.W;
   const int64_t th = (P + 1) / 2, tw = (Q + 1) / 2, per_image = th * tw;
   const int64_t tiles = g.N * per_image;
