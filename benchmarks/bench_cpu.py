@@ -1,7 +1,8 @@
 """CPU benchmark: our GEMM, conv2d and pooling kernels beside PyTorch (oneDNN) and numpy (OpenBLAS).
 
     python benchmarks/bench_cpu.py [--threads 1|2] [--only gemm,skinny,conv,resnet,alexnet,pool,subnormal]
-                                   [--cases REGEX] [--quick] [--no-tuned] [--md [FILE]] [--json FILE] [--plot FILE.png]
+                                   [--cases REGEX] [--quick] [--no-tuned] [--rounds N] [--md [FILE]] [--json FILE]
+                                   [--plot FILE.png]
 
 Each library is timed in its own process (`--worker NAME`), so that two thread pools in one process
 (our OpenMP, torch's OpenMP, OpenBLAS's) never spin against each other on a small machine. Ours runs
@@ -10,6 +11,8 @@ times the eligible algos and keeps the fastest, in $CONVFORGE_CACHE; that call i
 case is warmed up, then repeated; the table gives the median, the ratio reference/ours (above 1: we
 are faster), GFLOP/s of the faster of our two runs and its percentage of the fp32 FMA peak that convforge measures on this
 machine for the threads in use (convforge.machine_info(); --peak-per-core overrides it).
+`--rounds N` runs the libraries' processes N times in turn and keeps each case's best median (on a
+shared host whose speed drifts by tens of percent from minute to minute, as this project's are).
 `--md` writes benchmarks/results/cpu_<uarch>_<threads>t.md with the machine description at the top.
 `--quick` keeps one case per kind of shape (about a minute); `--cases REGEX` keeps the matching names.
 
@@ -322,17 +325,36 @@ def main():
     ap.add_argument("--plot")
     ap.add_argument("--peak-per-core", type=float, default=None,
                     help="GFLOP/s per core for %% of peak (default: convforge's measured peak for the threads in use)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every library's process this many times, in turn; each case keeps its best median "
+                         "(use 3 on a shared or noisy host)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     only = set(args.only.split(","))
+    if args.rounds < 1:
+        ap.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.worker:
         return worker(args.worker, args.threads, only, args.cases, args.quick)
 
     selected = cases(only, args.cases, args.quick)
     if not selected:
         raise SystemExit(f"error: no case matches --only {args.only} --cases {args.cases!r}")
-    libs = ["convforge"] + ([] if args.no_tuned else ["convforge-tuned"]) + ["torch", "numpy"]
-    libs = {lib: run_worker(lib, args.threads, only, args.cases, args.quick) for lib in libs}
+    names = ["convforge"] + ([] if args.no_tuned else ["convforge-tuned"]) + ["torch", "numpy"]
+    # Rounds: every library's process once per round, in turn, so that a slow spell of a shared
+    # host falls on all of them alike; each case keeps its lowest median over the rounds (a busy
+    # host only ever adds time). The spread over rounds is reported per library.
+    libs, spread = {}, {}
+    for r in range(args.rounds):
+        for lib in names:
+            out = run_worker(lib, args.threads, only, args.cases, args.quick)
+            if lib not in libs:
+                libs[lib] = out
+                spread[lib] = {n: [v["median_s"]] for n, v in out["results"].items()}
+                continue
+            for n, v in out["results"].items():
+                spread[lib][n].append(v["median_s"])
+                if v["median_s"] < libs[lib]["results"][n]["median_s"]:
+                    libs[lib]["results"][n] = v
     machine = libs["convforge"]["info"]["machine"]
     if args.peak_per_core:
         peak, peak_source = args.peak_per_core * args.threads, "--peak-per-core"
@@ -358,6 +380,12 @@ def main():
         print("  " + line)
     for lib, d in libs.items():
         print(f"  {lib}: { {k: v for k, v in d['info'].items() if k != 'machine'} }")
+    if args.rounds > 1:
+        head.append(f"{args.rounds} rounds, each case's best median; spread over rounds (max/min median, "
+                    "median over cases): " + ", ".join(
+                        f"{lib} {statistics.median(max(v) / min(v) for v in spread[lib].values()):.2f}x"
+                        for lib in names))
+        print("  " + head[-1])
     cols = ["case", "auto ms", "tuned ms", "torch ms", "x torch", "x torch tuned", "numpy ms", "x numpy", "GFLOP/s", "% peak"]
     table = []
     for r in rows:
