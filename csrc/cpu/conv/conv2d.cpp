@@ -86,6 +86,12 @@ void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const floa
 //  - 8 <= K/groups <= 32 with few taps (C/groups*R*S <= 512): direct_k, filters along the vector,
 //    no packing (LeNet c3 N=256, direct_k / direct / implicit: Zen 4 1.5 / 2.1 / 4.5, Zen 3
 //    3.5 / 5.7 / 6.4).
+//  - AVX2 only (its direct_k holds 16 filters x 6 positions in two vectors each; measured on
+//    Zen 3 alone): also for 8..192 filters per group with >= 256 taps, when the zero-padded
+//    image of a group (the copy each thread reads its taps from) fits 1 MiB. Direct_k /
+//    implicit, ms: AlexNet conv1 N=16 (11x11 stride 4) 46 / 61, conv2 N=16 98 / 126, ResNet
+//    res2_3x3 N=8 39 / 51 (Winograd 55), res3_3x3 N=8 27 / 31; VGG conv1_2 (224x224, a 13 MB
+//    copy) stays with Winograd: 133 against 69.
 //  - 3x3 stride 1 with C, K >= 64: Winograd F(2x2,3x3) where its 16 GEMMs are wide and deep
 //    enough to pay for the transforms: >= 256 output tiles, and K >= 256 or >= 512 tiles per
 //    image (the transforms cost O(C tiles) against the GEMMs' O(C K tiles)). Winograd / implicit:
@@ -98,6 +104,10 @@ ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   const int64_t Kg = g.K_per_group(), CRS = g.C_per_group() * g.R * g.S;
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
+  if (simd_level() == SimdLevel::AVX2 && Kg >= 8 && Kg <= 192 && CRS >= 256 &&
+      g.C_per_group() * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) <=
+          (int64_t(1) << 18))
+    return forward_direct_k;
   const int64_t per_image = ((g.P + 1) / 2) * ((g.Q + 1) / 2), tiles = g.N * per_image;
   if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles >= 256 &&
       (g.K >= 256 || per_image >= 512))
@@ -208,7 +218,8 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
        forward_winograd, winograd_applies},
       {{"auto", "production",
         "direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
-        "C/groups*R*S <= 512 (LeNet c3); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
+        "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
+        "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
         "256 output tiles and K >= 256 or >= 512 tiles per image; else implicit (measured: "
         "docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},

@@ -1,7 +1,8 @@
 // Direct conv2d forward, AVX2: 8 filters x 8 columns = 8 ymm accumulators. One native vector
 // per row: with 16 columns (a 64-byte GCC vector on a 32-byte ISA) GCC 12 moved every
 // accumulator through the stack and general registers after each FMA, 3-10x slower on Zen 3.
-// direct_k: 8 filters per vector x 12 output positions.
+// direct_k: 8 filters per vector x 12 output positions, or (more than 8 filters per group)
+// 16 filters in two vectors x 6 positions.
 // weight gradient: 3 filters x 3 taps of 8-wide vectors.
 // The kernel itself is conv2d_direct_impl.h, shared by the three ISA builds.
 #include <omp.h>
@@ -19,6 +20,7 @@ namespace {
 #define CF_BW_KB 3
 #define CF_BW_TB 3
 #define CF_DIRECT_NA 12
+#define CF_DIRECT_NA2 6
 #include "cpu/conv/conv2d_direct_impl.h"
 }  // namespace
 

@@ -144,26 +144,30 @@ inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, c
 // that every tap of every position is one load at a fixed offset: no edge tests inside.
 typedef float KLaneVec __attribute__((vector_size(CF_DIRECT_KV * sizeof(float))));
 
-inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const float* x,
-                                  const float* w, const float* bias, float* y, bool relu) {
+// KW vectors of filters per block (KB = KW * KV filters) x NA positions: KW = 2 where the ISA
+// has 16 registers (AVX2: 16 filters x 6 positions, 12 accumulators; each broadcast of x then
+// serves 16 filters instead of 8).
+template <int64_t KW, int64_t NA>
+inline void direct_forward_klanes_kw(const convforge::Conv2dGeometry& g, const float* x,
+                                     const float* w, const float* bias, float* y, bool relu) {
   using convforge::cpu::gemm_detail::ScratchSlot;
   using convforge::cpu::gemm_detail::thread_scratch;
-  constexpr int64_t KV = CF_DIRECT_KV, NA = CF_DIRECT_NA;
+  constexpr int64_t KV = CF_DIRECT_KV, KB = KW * KV;
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S, CRS = Cg * RS;
   const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
   const int64_t Hp = g.H + g.pad_top + g.pad_bottom, Wp = g.W + g.pad_left + g.pad_right;
   const int64_t img = Cg * Hp * Wp;
-  const int64_t kblocks = (Kg + KV - 1) / KV, pblocks = (PQ + NA - 1) / NA;
+  const int64_t kblocks = (Kg + KB - 1) / KB, pblocks = (PQ + NA - 1) / NA;
   const int64_t items = g.N * g.groups * kblocks * pblocks;
   const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
   if (!threaded) {  // allocate before the region: an exception must not escape it
-    thread_scratch(ScratchSlot::ConvPartial2, CRS * KV);
+    thread_scratch(ScratchSlot::ConvPartial2, CRS * KB);
     thread_scratch(ScratchSlot::ConvCol, img);
   }
 
 #pragma omp parallel if (threaded) firstprivate(team_float_mode)
   {
-    float* wblk = thread_scratch(ScratchSlot::ConvPartial2, CRS * KV);
+    float* wblk = thread_scratch(ScratchSlot::ConvPartial2, CRS * KB);
     float* xp = thread_scratch(ScratchSlot::ConvCol, img);
     int64_t packed_w = -1, packed_x = -1;
 #pragma omp for schedule(static)
@@ -171,12 +175,12 @@ inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const floa
       const int64_t pb = item % pblocks, t = item / pblocks;
       const int64_t kb = t % kblocks, ng = t / kblocks;
       const int64_t grp = ng % g.groups, n = ng / g.groups;
-      const int64_t k0 = grp * Kg + kb * KV, kn = direct_min(KV, (grp + 1) * Kg - k0);
+      const int64_t k0 = grp * Kg + kb * KB, kn = direct_min(KB, (grp + 1) * Kg - k0);
       if (packed_w != grp * kblocks + kb) {
-        // wblk[crs*KV + i] = w[k0+i][crs], zero past the group's last filter.
+        // wblk[crs*KB + i] = w[k0+i][crs], zero past the group's last filter.
         for (int64_t crs = 0; crs < CRS; ++crs)
-          for (int64_t i = 0; i < KV; ++i)
-            wblk[crs * KV + i] = i < kn ? w[(k0 + i) * CRS + crs] : 0.0f;
+          for (int64_t i = 0; i < KB; ++i)
+            wblk[crs * KB + i] = i < kn ? w[(k0 + i) * CRS + crs] : 0.0f;
         packed_w = grp * kblocks + kb;
       }
       if (packed_x != ng) {
@@ -202,23 +206,30 @@ inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const floa
         const int64_t tj = t0 + direct_min(j, tn - 1), p = tj / g.Q, q = tj % g.Q;
         pos[j] = p * g.stride_h * Wp + q * g.stride_w;
       }
-      KLaneVec acc[NA];
+      KLaneVec acc[NA][KW];
 #pragma GCC unroll 32
-      for (int64_t j = 0; j < NA; ++j) acc[j] = KLaneVec{};
+      for (int64_t j = 0; j < NA; ++j)
+#pragma GCC unroll 2
+        for (int64_t v = 0; v < KW; ++v) acc[j][v] = KLaneVec{};
       const float* wv = wblk;
       for (int64_t c = 0; c < Cg; ++c)
         for (int64_t r = 0; r < g.R; ++r) {
           const float* xr = xp + (c * Hp + r * g.dilation_h) * Wp;
-          for (int64_t s = 0; s < g.S; ++s, wv += KV) {
-            KLaneVec wq;
-            __builtin_memcpy(&wq, wv, sizeof wq);
+          for (int64_t s = 0; s < g.S; ++s, wv += KB) {
+            KLaneVec wq[KW];  // one load per vector (a 64-byte copy went through the stack)
+#pragma GCC unroll 2
+            for (int64_t v = 0; v < KW; ++v) __builtin_memcpy(&wq[v], wv + v * KV, sizeof wq[v]);
             const float* xs = xr + s * g.dilation_w;
 #pragma GCC unroll 32
-            for (int64_t j = 0; j < NA; ++j) acc[j] += xs[pos[j]] * wq;
+            for (int64_t j = 0; j < NA; ++j) {
+              const float xj = xs[pos[j]];
+#pragma GCC unroll 2
+              for (int64_t v = 0; v < KW; ++v) acc[j][v] += xj * wq[v];
+            }
           }
         }
-      // acc[j][i] is filter k0+i at position t0+j: transpose into the rows of y.
-      alignas(64) float tile[NA][KV];
+      // acc[j][.][i] is filter k0+i at position t0+j: transpose into the rows of y.
+      alignas(64) float tile[NA][KB];
       __builtin_memcpy(tile, acc, sizeof tile);
       for (int64_t i = 0; i < kn; ++i) {
         float* yr = y + (n * g.K + k0 + i) * PQ + t0;
@@ -230,6 +241,15 @@ inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const floa
       }
     }
   }
+}
+
+inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const float* x,
+                                  const float* w, const float* bias, float* y, bool relu) {
+#ifdef CF_DIRECT_NA2
+  if (g.K_per_group() > CF_DIRECT_KV)
+    return direct_forward_klanes_kw<2, CF_DIRECT_NA2>(g, x, w, bias, y, relu);
+#endif
+  direct_forward_klanes_kw<1, CF_DIRECT_NA>(g, x, w, bias, y, relu);
 }
 
 // ---- direct weight gradient (stride 1) ----------------------------------------------------
@@ -358,6 +378,7 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
 #undef CF_DIRECT_QB
 #undef CF_DIRECT_KV
 #undef CF_DIRECT_NA
+#undef CF_DIRECT_NA2
 #undef CF_BW_V
 #undef CF_BW_KB
 #undef CF_BW_TB
