@@ -21,6 +21,7 @@ namespace {
 #define CF_BW_TB 3
 #define CF_DIRECT_NA 12
 #define CF_DIRECT_NA2 6
+#define CF_DIRECT_QW2 1
 #include "cpu/conv/conv2d_direct_impl.h"
 }  // namespace
 

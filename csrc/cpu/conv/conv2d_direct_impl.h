@@ -21,12 +21,13 @@ typedef float DirectVec __attribute__((vector_size(CF_DIRECT_QB * sizeof(float))
 inline int64_t direct_min(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t direct_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
-template <int64_t KB>
+// KB filters x QW vectors of CF_DIRECT_QB columns (QB columns in all).
+template <int64_t KB, int64_t QW>
 inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x, const float* w,
                               const float* bias, float* y, bool relu) {
   using convforge::cpu::gemm_detail::ScratchSlot;
   using convforge::cpu::gemm_detail::thread_scratch;
-  constexpr int64_t QB = CF_DIRECT_QB;
+  constexpr int64_t QV = CF_DIRECT_QB, QB = QW * QV;
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S;
   const int64_t HW = g.H * g.W, sw = g.stride_w;
   const int64_t kblocks = (Kg + KB - 1) / KB;
@@ -83,8 +84,9 @@ inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x
 
       for (int64_t q0 = 0; q0 < g.Q; q0 += QB) {
         const int64_t qn = direct_min(QB, g.Q - q0);
-        DirectVec acc[KB];
-        for (int64_t i = 0; i < KB; ++i) acc[i] = DirectVec{};
+        DirectVec acc[KB][QW];
+        for (int64_t i = 0; i < KB; ++i)
+          for (int64_t v = 0; v < QW; ++v) acc[i][v] = DirectVec{};
         alignas(64) float xv[QB];
 
         for (int64_t c = 0; c < Cg; ++c)
@@ -104,9 +106,10 @@ inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x
                   xv[j] = j < qn ? xr[iw0 + j * sw] : 0.0f;
                 src = xv;
               }
-              DirectVec xq;
-              __builtin_memcpy(&xq, src, sizeof xq);  // unaligned load
-              for (int64_t i = 0; i < KB; ++i) acc[i] += wv[i] * xq;
+              DirectVec xq[QW];  // unaligned loads, one per vector
+              for (int64_t v = 0; v < QW; ++v) __builtin_memcpy(&xq[v], src + v * QV, sizeof xq[v]);
+              for (int64_t i = 0; i < KB; ++i)
+                for (int64_t v = 0; v < QW; ++v) acc[i][v] += wv[i] * xq[v];
             }
           }
 
@@ -114,7 +117,7 @@ inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x
           float* yr = y + ((n * g.K + k0 + i) * g.P + p) * g.Q + q0;
           const float b = bias ? bias[k0 + i] : 0.0f;
           alignas(64) float row[QB];
-          __builtin_memcpy(row, &acc[i], sizeof row);
+          for (int64_t v = 0; v < QW; ++v) __builtin_memcpy(row + v * QV, &acc[i][v], sizeof acc[i][v]);
           for (int64_t j = 0; j < qn; ++j) {
             const float v = row[j] + b;
             yr[j] = (relu && v < 0.0f) ? 0.0f : v;
@@ -127,13 +130,23 @@ inline void direct_forward_kb(const convforge::Conv2dGeometry& g, const float* x
 
 // The filter block is a compile-time size: CF_DIRECT_KB, or fewer when the group has fewer
 // filters, so that LeNet's 6 filters (and a depthwise layer's 1) fill the block.
+// Where CF_DIRECT_QW2 is defined (AVX2: 16 registers), a block of at most 6 filters takes two
+// column vectors when rows are wider than one (12 accumulators; each filter tap's broadcast
+// then serves 16 columns: LeNet c1 and the transposed c3 of its input gradient).
 inline void direct_forward(const convforge::Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y, bool relu) {
   const int64_t Kg = g.K_per_group();
-  if (Kg == 1) return direct_forward_kb<1>(g, x, w, bias, y, relu);
-  if (Kg <= 4 || CF_DIRECT_KB < 6) return direct_forward_kb<4>(g, x, w, bias, y, relu);
-  if (Kg % 6 == 0 && Kg % CF_DIRECT_KB != 0) return direct_forward_kb<6>(g, x, w, bias, y, relu);
-  return direct_forward_kb<CF_DIRECT_KB>(g, x, w, bias, y, relu);
+#ifdef CF_DIRECT_QW2
+  if (g.Q > CF_DIRECT_QB && Kg <= 6) {
+    if (Kg == 1) return direct_forward_kb<1, 2>(g, x, w, bias, y, relu);
+    if (Kg <= 4) return direct_forward_kb<4, 2>(g, x, w, bias, y, relu);
+    return direct_forward_kb<6, 2>(g, x, w, bias, y, relu);
+  }
+#endif
+  if (Kg == 1) return direct_forward_kb<1, 1>(g, x, w, bias, y, relu);
+  if (Kg <= 4 || CF_DIRECT_KB < 6) return direct_forward_kb<4, 1>(g, x, w, bias, y, relu);
+  if (Kg % 6 == 0 && Kg % CF_DIRECT_KB != 0) return direct_forward_kb<6, 1>(g, x, w, bias, y, relu);
+  return direct_forward_kb<CF_DIRECT_KB, 1>(g, x, w, bias, y, relu);
 }
 
 // ---- direct_k: vectorised along the output channels ---------------------------------------
@@ -379,6 +392,7 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
 #undef CF_DIRECT_KV
 #undef CF_DIRECT_NA
 #undef CF_DIRECT_NA2
+#undef CF_DIRECT_QW2
 #undef CF_BW_V
 #undef CF_BW_KB
 #undef CF_BW_TB
