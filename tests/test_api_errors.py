@@ -97,3 +97,29 @@ def test_cpu_torch_tensor_says_call_numpy():
     with pytest.raises(TypeError, match=r"labels is a torch.Tensor on the CPU"):
         F.cross_entropy(np.zeros((2, 3), np.float32), torch.tensor([0, 1]))
     np.testing.assert_array_equal(F.relu(x.numpy()), np.zeros((1, 1, 5, 5), np.float32))  # the advice works
+
+
+def test_remembered_geometry_still_checks_arguments(rng):
+    """Geometries are remembered by their raw arguments (functional._GEOMETRY_MEMO); arguments the
+    checks reject must still be rejected after an equal-looking valid call, and a remembered
+    geometry must equal a freshly built one."""
+    x, w = randn(rng, 2, 3, 9, 9), randn(rng, 4, 3, 3, 3)
+    y = F.conv2d(x, w, stride=1, padding=1)
+    for bad in (True, 1.0, np.float32(1)):
+        with pytest.raises(TypeError, match="conv2d: stride must be an int"):
+            F.conv2d(x, w, stride=bad, padding=1)
+    with pytest.raises(TypeError, match="groups must be an int"):
+        F.conv2d(x, w, padding=1, groups=True)
+    np.testing.assert_array_equal(F.conv2d(x, w, stride=[1, 1], padding=[1, 1]), y)  # lists: unremembered path
+    F._GEOMETRY_MEMO.clear()
+    np.testing.assert_array_equal(F.conv2d(x, w, stride=1, padding=1), y)
+    F.max_pool2d(x, 2)
+    with pytest.raises(TypeError, match="max_pool2d: kernel_size must be an int"):
+        F.max_pool2d(x, True)
+    with pytest.raises(ValueError, match="max_pool2d"):
+        F.max_pool2d(x, 2, padding=2)  # over half the kernel: never remembered
+    with pytest.raises(ValueError, match="max_pool2d"):
+        F.max_pool2d(x, 2, padding=2)
+    g1 = F._conv_geometry("conv2d", x.shape, w.shape, 2, (1, 0), 1, 1)
+    g2 = F._conv_geometry_checked("conv2d", x.shape, w.shape, 2, (1, 0), 1, 1)
+    assert repr(g1) == repr(g2) and (g1.pad_top, g1.pad_left, g1.P, g1.Q) == (g2.pad_top, g2.pad_left, g2.P, g2.Q)

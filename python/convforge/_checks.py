@@ -36,8 +36,13 @@ def _host_array_error(op: str, name: str, a) -> TypeError:
                      f"or np.from_dlpack({name})")
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def float_array(op: str, name: str, a, ndim: int | None = None):
     """A float32 array (numpy, or a device array) of the given rank; numpy inputs come back C-contiguous."""
+    if type(a) is np.ndarray and a.dtype == _FLOAT32 and (ndim is None or a.ndim == ndim):
+        return a if a.flags.c_contiguous else np.asarray(a, order="C")  # the common case, fast
     if isinstance(a, np.ndarray):
         pass
     elif is_device_array(a):
