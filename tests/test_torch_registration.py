@@ -1,6 +1,6 @@
 """convforge.torch's operator registration (python/convforge/torch/_ops.py): every table entry passes
-torch.library.opcheck; the direct path for plain CPU tensors and the dispatcher path (FakeTensor,
-TorchDispatchMode, torch.compile) give the same results; compiled graphs contain the operators;
+torch.library.opcheck; the eager path of convforge.torch's functions, the operators' direct path for
+plain CPU tensors and the dispatcher path (TorchDispatchMode, torch.compile) give the same results; compiled graphs contain the operators;
 argument combinations validated once still raise for bad ones; double backward says it is unsupported."""
 import numpy as np
 import pytest
@@ -88,23 +88,40 @@ def _step(model, x):
     return y.detach(), [p.grad.clone() for p in model.parameters()]
 
 
-def test_direct_and_dispatcher_paths_agree(rng):
-    """Plain CPU tensors run the kernels without going back through the dispatcher; under a
-    TorchDispatchMode every call takes torch's own autograd kernel and redispatches. Same numbers."""
+_NAMES = ("conv2d", "relu", "max_pool2d", "tanh", "sigmoid", "avg_pool2d", "linear")
+
+
+def test_eager_direct_and_dispatcher_paths_agree(rng):
+    """Three ways the same step runs: convforge.torch's eager path (plain CPU tensors: no dispatcher);
+    under the profiler, through the operators, whose Autograd kernels run the kernels directly; under a
+    TorchDispatchMode, through torch's own autograd kernel and a redispatch. Same numbers."""
     model, x = _small_net(), _t(rng, 2, 2, 9, 9, grad=False)
     with _Recorder() as outside:  # the mode only sees what is called inside the block
         pass
     y, grads = _step(model, x)
     assert outside.seen == []
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        py, pgrads = _step(model, x)
+    events = {e.name for e in prof.events()}
     with _Recorder() as rec:
         ry, rgrads = _step(model, x)
-    assert torch.equal(y, ry)
-    for a, b in zip(grads, rgrads):
-        assert torch.equal(a, b)
-    for name in ("conv2d", "relu", "max_pool2d", "tanh", "sigmoid", "avg_pool2d", "linear", "conv2d_backward",
-                 "relu_backward", "max_pool2d_backward", "tanh_backward", "sigmoid_backward", "avg_pool2d_backward",
-                 "linear_backward"):
-        assert f"convforge.{name}.default" in rec.seen, name
+    assert torch.equal(y, ry) and torch.equal(y, py)
+    for a, b, c in zip(grads, rgrads, pgrads):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    for name in _NAMES:
+        for n in (name, f"{name}_backward"):
+            assert f"convforge.{n}.default" in rec.seen, n
+            assert f"convforge::{n}" in events, n
+
+
+def test_operators_called_directly_match_the_functions(rng):
+    x, w, b = _t(rng, 2, 3, 6, 6), _t(rng, 4, 3, 3, 3), _t(rng, 4)
+    ours = OPS.conv2d(x, w, b, [1, 1], [1, 1, 1, 1], [1, 1], 1, "auto")
+    eager = ct.conv2d(x, w, b, padding=1)
+    assert torch.equal(ours, eager)
+    g = torch.randn_like(ours)
+    for a, c in zip(torch.autograd.grad(ours, (x, w, b), g), torch.autograd.grad(eager, (x, w, b), g)):
+        assert torch.equal(a, c)
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
@@ -138,7 +155,7 @@ def test_compiled_graphs_contain_the_operators(rng):
     for a, b in zip(grads, ref_grads):
         assert rel_error(a, b) < BWD_TOL
     forward, backward = set().union(*graphs["forward"]), set().union(*graphs["backward"])
-    for name in ("conv2d", "relu", "max_pool2d", "tanh", "sigmoid", "avg_pool2d", "linear"):
+    for name in _NAMES:
         assert f"convforge.{name}.default" in forward, name
         assert f"convforge.{name}_backward.default" in backward, name
 

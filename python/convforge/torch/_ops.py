@@ -61,6 +61,9 @@ _grad_enabled = torch._C.is_grad_enabled
 _any_requires_grad = torch._C._any_requires_grad
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 _functorch_active = torch._C._are_functorch_transforms_active
+_torch_function_mode = torch._C._is_torch_function_mode_enabled
+_profiling = torch._C._autograd._profiler_enabled
+_compiling = torch.compiler.is_compiling
 _ndarray = np.ndarray
 _from_numpy = torch.from_numpy
 
@@ -601,10 +604,9 @@ def _no_derivative(name):
     return backward
 
 
-def _autograd_kernel(spec: OpSpec, op, impl, plain):
-    """The operator's Autograd kernel (see the module's docstring)."""
-    fallback = torch._library.autograd.make_autograd_impl(
-        op, torch._library.autograd.Info(spec.backward, spec.setup_context))
+def _function(spec: OpSpec, impl):
+    """The C++ ``apply`` of a torch.autograd.Function whose forward runs impl and spec.setup_context
+    and whose backward is spec.backward (or raises: no derivative)."""
     setup = spec.setup_context
 
     def forward(ctx, *args):
@@ -619,7 +621,13 @@ def _autograd_kernel(spec: OpSpec, op, impl, plain):
     })
     # autograd.Function.apply without its functorch preamble (plain() has checked that no functorch
     # transform is active, and plain tensors are never dead functorch wrappers): the C++ apply itself
-    apply = super(torch.autograd.Function, function).apply
+    return super(torch.autograd.Function, function).apply
+
+
+def _autograd_kernel(spec: OpSpec, op, impl, apply, plain):
+    """The operator's Autograd kernel (see the module's docstring)."""
+    fallback = torch._library.autograd.make_autograd_impl(
+        op, torch._library.autograd.Info(spec.backward, spec.setup_context))
 
     def kernel(keyset, *args):
         if plain(args):
@@ -632,11 +640,27 @@ def _autograd_kernel(spec: OpSpec, op, impl, plain):
     return kernel
 
 
+def _eager_call(op, impl, apply, plain):
+    """convforge.torch's functions' way in: what the Autograd kernel would do, without the trip through
+    the dispatcher, for plain CPU tensors in eager mode with nothing watching the dispatcher (no
+    TorchFunctionMode, no profiler); the operator itself otherwise (torch.compile traces the operator:
+    torch.compiler.is_compiling() is True while dynamo traces)."""
+    def call(*args):
+        if _compiling() or _torch_function_mode() or _profiling() or not plain(args):
+            return op(*args)
+        if _grad_enabled() and _any_requires_grad(*args):
+            return apply(*args)
+        return impl(*args)
+
+    return call
+
+
 def _direct_call(op, impl, plain):
     """How the autograd formulas call an operator: its backend kernel directly for plain CPU tensors in an
-    ordinary backward pass (grad mode off), the operator otherwise (tracing, create_graph=True)."""
+    ordinary backward pass (grad mode off), the operator otherwise (tracing, create_graph=True, and under
+    the profiler, whose trace then names the operator)."""
     def call(*args):
-        if not _grad_enabled() and plain(args):
+        if not _grad_enabled() and not _profiling() and plain(args):
             return impl(*args)
         return op(*args)
 
@@ -645,6 +669,7 @@ def _direct_call(op, impl, plain):
 
 _LIB = torch.library.Library(NAMESPACE, "DEF")  # kept alive: the registrations last as long as this object
 _call = types.SimpleNamespace()  # name -> _direct_call of the operator, for the autograd formulas
+eager = types.SimpleNamespace()  # name -> _eager_call of the operator, for convforge.torch.functional
 
 
 def _register(spec: OpSpec):
@@ -654,10 +679,12 @@ def _register(spec: OpSpec):
     op = getattr(getattr(torch.ops, NAMESPACE), spec.name).default
     impl = _impl(spec, tensors)
     plain = _plain_cpu(tensors)
+    apply = _function(spec, impl)
     _LIB.impl(spec.name, impl, "CompositeExplicitAutograd")
     torch.library.register_fake(f"{NAMESPACE}::{spec.name}", _fake(spec, tensors), lib=_LIB)
-    _LIB.impl(spec.name, _autograd_kernel(spec, op, impl, plain), "Autograd", with_keyset=True)
+    _LIB.impl(spec.name, _autograd_kernel(spec, op, impl, apply, plain), "Autograd", with_keyset=True)
     setattr(_call, spec.name, _direct_call(op, impl, plain))
+    setattr(eager, spec.name, _eager_call(op, impl, apply, plain))
     return op
 
 
