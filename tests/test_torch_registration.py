@@ -1,7 +1,8 @@
 """convforge.torch's operator registration (python/convforge/torch/_ops.py): every table entry passes
 torch.library.opcheck; the eager path of convforge.torch's functions, the operators' direct path for
-plain CPU tensors and the dispatcher path (TorchDispatchMode, torch.compile) give the same results; compiled graphs contain the operators;
-argument combinations validated once still raise for bad ones; double backward says it is unsupported."""
+plain CPU tensors and the dispatcher path (TorchDispatchMode, torch.compile) give the same results;
+compiled graphs contain the operators; argument combinations validated once still raise for bad ones;
+double backward says it is unsupported."""
 import numpy as np
 import pytest
 import torch
@@ -112,6 +113,14 @@ def test_eager_direct_and_dispatcher_paths_agree(rng):
         for n in (name, f"{name}_backward"):
             assert f"convforge.{n}.default" in rec.seen, n
             assert f"convforge::{n}" in events, n
+
+
+def test_jit_trace_records_the_operators(rng):
+    x, w = _t(rng, 2, 3, 6, 6, grad=False), _t(rng, 4, 3, 3, 3, grad=False)
+    traced = torch.jit.trace(lambda a, b: ct.relu(ct.conv2d(a, b, padding=1)), (x, w), check_trace=False)
+    graph = str(traced.graph)
+    assert "convforge::conv2d" in graph and "convforge::relu" in graph
+    assert torch.equal(traced(x, w), ct.relu(ct.conv2d(x, w, padding=1)))
 
 
 def test_operators_called_directly_match_the_functions(rng):

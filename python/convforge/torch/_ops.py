@@ -64,6 +64,7 @@ _functorch_active = torch._C._are_functorch_transforms_active
 _torch_function_mode = torch._C._is_torch_function_mode_enabled
 _profiling = torch._C._autograd._profiler_enabled
 _compiling = torch.compiler.is_compiling
+_jit_tracing = torch._C._get_tracing_state
 _ndarray = np.ndarray
 _from_numpy = torch.from_numpy
 
@@ -644,10 +645,10 @@ def _autograd_kernel(spec: OpSpec, op, impl, apply, plain):
 def _eager_call(op, impl, apply, plain):
     """convforge.torch's functions' way in: what the Autograd kernel would do, without the trip through
     the dispatcher, for plain CPU tensors in eager mode with nothing watching the dispatcher (no
-    TorchFunctionMode, no profiler); the operator itself otherwise (torch.compile traces the operator:
+    TorchFunctionMode, no profiler, no torch.jit.trace); the operator itself otherwise (torch.compile traces the operator:
     torch.compiler.is_compiling() is True while dynamo traces)."""
     def call(*args):
-        if _compiling() or _torch_function_mode() or _profiling() or not plain(args):
+        if _compiling() or _torch_function_mode() or _profiling() or _jit_tracing() or not plain(args):
             return op(*args)
         if _grad_enabled() and _any_requires_grad(*args):
             return apply(*args)
