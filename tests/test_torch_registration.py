@@ -107,6 +107,10 @@ def test_eager_direct_and_dispatcher_paths_agree(rng):
     with _Recorder() as rec:
         ry, rgrads = _step(model, x)
     assert torch.equal(y, ry) and torch.equal(y, py)
+    x2 = x.clone().requires_grad_()
+    eager_fn = type(ct.relu(x2).grad_fn).__name__
+    with _Recorder():
+        assert type(ct.relu(x2).grad_fn).__name__ == eager_fn == "GeneratedBackwardFor_convforge_relu_defaultBackward"
     for a, b, c in zip(grads, rgrads, pgrads):
         assert torch.equal(a, b) and torch.equal(a, c)
     for name in _NAMES:

@@ -617,7 +617,8 @@ def _function(spec: OpSpec, impl):
             setup(ctx, args, out)
         return out
 
-    function = type(f"{spec.name}_function", (torch.autograd.Function,), {
+    # named as register_autograd's own (torch._library.autograd): grad_fn reads the same on both paths
+    function = type(f"GeneratedBackwardFor_{NAMESPACE}_{spec.name}_default", (torch.autograd.Function,), {
         "forward": staticmethod(forward),
         "backward": staticmethod(spec.backward or _no_derivative(spec.name)),
     })
