@@ -646,8 +646,8 @@ def _autograd_kernel(spec: OpSpec, op, impl, apply, plain):
 def _eager_call(op, impl, apply, plain):
     """convforge.torch's functions' way in: what the Autograd kernel would do, without the trip through
     the dispatcher, for plain CPU tensors in eager mode with nothing watching the dispatcher (no
-    TorchFunctionMode, no profiler, no torch.jit.trace); the operator itself otherwise (torch.compile traces the operator:
-    torch.compiler.is_compiling() is True while dynamo traces)."""
+    TorchFunctionMode, no profiler, no torch.jit.trace); the operator itself otherwise (torch.compile
+    traces the operator: torch.compiler.is_compiling() is True while dynamo traces)."""
     def call(*args):
         if _compiling() or _torch_function_mode() or _profiling() or _jit_tracing() or not plain(args):
             return op(*args)
