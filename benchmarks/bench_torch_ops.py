@@ -7,10 +7,12 @@ Cases:
   models     LeNet-5 (1x32x32) and a VGG-style CIFAR-size network (convforge.torch.models.vgg_cifar, 3x32x32):
              a training step (forward, cross-entropy, backward, SGD with momentum) and a forward pass (eval,
              no_grad), stock torch eager against convforge.torch.convert(model), at each batch and thread count
-  overhead   per-call cost of the custom-operator path on tiny inputs (the kernel itself takes ~1 us):
-             convforge.torch.<op> on tensors, against convforge.functional.<op> on numpy arrays; and the floor
-             of torch.library.custom_op itself (an operator whose body only wraps its input's numpy view),
-             without and with a register_autograd formula (torch's Python autograd.Function path)
+  overhead   per-call cost of the torch path on tiny inputs (the kernel itself takes ~1 us):
+             convforge.torch.<op> on tensors (and, for relu and conv2d, the operator torch.ops.convforge.<op>
+             called directly), without and with inputs that require grad, against convforge.functional.<op>
+             on numpy arrays; and the floors of the ways to register an operator from Python (an operator
+             whose body only wraps its input's numpy view): torch.library.custom_op, torch.library.Library
+             (+ register_autograd) and a torch.autograd.Function called in eager mode
 
 Each variant runs in its own process (``--worker``), so that torch's thread pool and convforge's OpenMP
 pool never spin against each other across variants. Times are medians over the repeats after warm-up;
@@ -85,29 +87,79 @@ def overhead_worker(repeat):
     import convforge.torch as ct
 
     _set_threads(1)
+    ops = torch.ops.convforge
     x = torch.randn(1, 1, 4, 4)
     w = torch.randn(1, 1, 1, 1)
     a = torch.randn(2, 4)
     lw = torch.randn(3, 4)
-    xg = x.clone().requires_grad_()
+    xg, wg, ag, lwg = (t.clone().requires_grad_() for t in (x, w, a, lw))
     xn, wn, an, lwn = x.numpy(), w.numpy(), a.numpy(), lw.numpy()
 
-    def passthrough(t: torch.Tensor) -> torch.Tensor:  # the floor: a custom op that does no work
-        return torch.from_numpy(np.empty_like(t.numpy()))
+    def passthrough(t: torch.Tensor) -> torch.Tensor:  # the floors: an operator that does no work
+        return torch.from_numpy(np.empty_like(t.detach().numpy()))
 
+    def fake(t):
+        return torch.empty_like(t)
+
+    def setup(ctx, inputs, output):
+        pass
+
+    def backward(ctx, grad):
+        return grad
+
+    # (a) torch.library.custom_op
     floor = torch.library.custom_op("convforge_bench::floor", passthrough, mutates_args=())
     floor_ad = torch.library.custom_op("convforge_bench::floor_autograd", passthrough, mutates_args=())
-    floor_ad.register_autograd(lambda ctx, grad: grad, setup_context=lambda ctx, inputs, output: None)
+    floor_ad.register_autograd(backward, setup_context=setup)
+    # (b) torch.library.Library: a CPU kernel, and one with register_autograd
+    lib = torch.library.Library("convforge_bench_lib", "DEF")
+    for name in ("floor", "floor_autograd"):
+        lib.define(f"{name}(Tensor t) -> Tensor")
+        lib.impl(name, passthrough, "CPU")
+        torch.library.register_fake(f"convforge_bench_lib::{name}", fake, lib=lib)
+    torch.library.register_autograd("convforge_bench_lib::floor_autograd", backward, setup_context=setup, lib=lib)
+    lib_floor = torch.ops.convforge_bench_lib.floor.default
+    lib_floor_ad = torch.ops.convforge_bench_lib.floor_autograd.default
 
+    # (c) torch.autograd.Function in eager mode
+    class Floor(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return passthrough(t)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    empty = lambda: np.empty_like(xn)  # noqa: E731
+    conv_args = ([1, 1], [0, 0, 0, 0], [1, 1], 1, "auto")
     cases = {
         "relu": (lambda: ct.relu(x), lambda: F.relu(xn)),
         "relu (input requires grad)": (lambda: ct.relu(xg), lambda: F.relu(xn)),
         "conv2d": (lambda: ct.conv2d(x, w), lambda: F.conv2d(xn, wn)),
+        "conv2d (inputs require grad)": (lambda: ct.conv2d(xg, wg), lambda: F.conv2d(xn, wn)),
         "max_pool2d": (lambda: ct.max_pool2d(x, 2), lambda: F.max_pool2d(xn, 2)),
+        "max_pool2d (input requires grad: indices too)": (lambda: ct.max_pool2d(xg, 2),
+                                                          lambda: F.max_pool2d(xn, 2, return_indices=True)),
         "avg_pool2d": (lambda: ct.avg_pool2d(x, 2), lambda: F.avg_pool2d(xn, 2)),
+        "avg_pool2d (input requires grad)": (lambda: ct.avg_pool2d(xg, 2), lambda: F.avg_pool2d(xn, 2)),
         "linear": (lambda: ct.linear(a, lw), lambda: F.linear(an, lwn)),
-        "custom_op floor (numpy view in, empty array out)": (lambda: floor(x), lambda: np.empty_like(xn)),
-        "custom_op floor with register_autograd": (lambda: floor_ad(x), lambda: np.empty_like(xn)),
+        "linear (inputs require grad)": (lambda: ct.linear(ag, lwg), lambda: F.linear(an, lwn)),
+        "operator torch.ops.convforge.relu": (lambda: ops.relu.default(x), lambda: F.relu(xn)),
+        "operator torch.ops.convforge.relu (input requires grad)": (lambda: ops.relu.default(xg),
+                                                                    lambda: F.relu(xn)),
+        "operator torch.ops.convforge.conv2d": (lambda: ops.conv2d.default(x, w, None, *conv_args),
+                                                lambda: F.conv2d(xn, wn)),
+        "operator torch.ops.convforge.conv2d (inputs require grad)": (
+            lambda: ops.conv2d.default(xg, wg, None, *conv_args), lambda: F.conv2d(xn, wn)),
+        "custom_op floor (numpy view in, empty array out)": (lambda: floor(x), empty),
+        "custom_op floor with register_autograd": (lambda: floor_ad(x), empty),
+        "custom_op floor with register_autograd (input requires grad)": (lambda: floor_ad(xg), empty),
+        "Library floor (CPU kernel only)": (lambda: lib_floor(x), empty),
+        "Library floor with register_autograd": (lambda: lib_floor_ad(x), empty),
+        "Library floor with register_autograd (input requires grad)": (lambda: lib_floor_ad(xg), empty),
+        "autograd.Function floor": (lambda: Floor.apply(x), empty),
+        "autograd.Function floor (input requires grad)": (lambda: Floor.apply(xg), empty),
     }
     best = {name: [float("inf"), float("inf")] for name in cases}
     for _ in range(7):  # rounds interleave every case and path, so that a busy moment hits them all alike

@@ -1,6 +1,6 @@
 """convforge's kernels inside any PyTorch model (needs torch; ``import convforge`` alone never imports it).
 
-- ``torch.ops.convforge.*``: custom operators (``torch.library.custom_op``) for conv2d, max_pool2d,
+- ``torch.ops.convforge.*``: operators (registered with ``torch.library.Library``) for conv2d, max_pool2d,
   avg_pool2d, linear, relu, tanh, sigmoid and their backward passes, with autograd formulas and
   fake implementations, so autograd, ``torch.compile(fullgraph=True)`` and meta tensors work
   (``convforge/torch/_ops.py``, one table).

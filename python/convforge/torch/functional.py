@@ -3,6 +3,9 @@
 Each function normalises its arguments as torch does (an int or a pair, ``stride=None`` meaning the
 kernel size, ``padding="same"``) and calls the matching ``torch.ops.convforge`` operator
 (``convforge/torch/_ops.py``), so autograd, ``torch.compile(fullgraph=True)`` and meta tensors work.
+In eager mode, for plain CPU tensors with no TorchFunctionMode or profiler active, the call skips the
+trip through torch's dispatcher and runs what the operator's Autograd kernel would run (``_ops.eager``);
+under torch.compile, and in every other case, it is a call of the operator.
 ``algo=`` (keyword only) picks one of the kernel variants that ``convforge.functional.algos(op)``
 lists, or a student kernel loaded with ``convforge.load_kernel``.
 
@@ -15,7 +18,7 @@ import torch
 from convforge import _checks as chk
 from convforge import functional as _F
 
-from ._ops import _ops
+from ._ops import eager as _ops
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "tanh", "sigmoid"]
 
@@ -53,7 +56,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     stride = chk.pair(op, "stride", stride)
     dilation = chk.pair(op, "dilation", dilation)
     pads = _F._conv_padding(op, padding, tuple(weight.shape[2:]), stride, dilation)
-    return _ops().conv2d(input, weight, bias, stride, pads, dilation, chk.integer(op, "groups", groups), algo)
+    return _ops.conv2d(input, weight, bias, stride, pads, dilation, chk.integer(op, "groups", groups), algo)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
@@ -80,7 +83,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     kernel = chk.pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None or stride == () else chk.pair(op, "stride", stride)
     with_indices = bool(return_indices) or (torch.is_grad_enabled() and input.requires_grad)
-    y, indices = _ops().max_pool2d(input, kernel, stride, chk.pair(op, "padding", padding),
+    y, indices = _ops.max_pool2d(input, kernel, stride, chk.pair(op, "padding", padding),
                                    chk.pair(op, "dilation", dilation), bool(ceil_mode), with_indices, algo)
     return (y, indices) if return_indices else y
 
@@ -116,7 +119,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                          f"(use torch.nn.functional.avg_pool2d)")
     kernel = chk.pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None or stride == () else chk.pair(op, "stride", stride)
-    return _ops().avg_pool2d(input, kernel, stride, chk.pair(op, "padding", padding), bool(ceil_mode),
+    return _ops.avg_pool2d(input, kernel, stride, chk.pair(op, "padding", padding), bool(ceil_mode),
                              bool(count_include_pad), algo)
 
 
@@ -135,7 +138,7 @@ def linear(input, weight, bias=None, *, algo="auto"):
     -------
     Tensor, float32, shape (*, out_features)
     """
-    return _ops().linear(input, weight, bias, algo)
+    return _ops.linear(input, weight, bias, algo)
 
 
 def relu(input, inplace=False):
@@ -143,14 +146,14 @@ def relu(input, inplace=False):
 
     inplace=True is accepted and computed out of place: the result is the same, input is left as it was.
     """
-    return _ops().relu(input)
+    return _ops.relu(input)
 
 
 def tanh(input):
     """tanh(input), as ``torch.tanh``."""
-    return _ops().tanh(input)
+    return _ops.tanh(input)
 
 
 def sigmoid(input):
     """1 / (1 + exp(-input)), as ``torch.sigmoid``."""
-    return _ops().sigmoid(input)
+    return _ops.sigmoid(input)
