@@ -228,20 +228,27 @@ double time_loop(float (*loop)(int64_t), int64_t flops_per_iter, int threads) {
     iters *= 2;
   }
   iters *= 3;
-  double total = 0;
+  // With several threads, the whole measurement three times, keeping the largest sum: a host
+  // that takes one virtual CPU away for the ~30 ms of a measurement made a 2-thread peak read as
+  // one core's (97.6 against 180-190 GFLOP/s on the 2-core Zen 3 VM, once in six runs).
+  double result = 0;
+  for (int attempt = 0; attempt < (threads > 1 ? 3 : 1); ++attempt) {
+    double total = 0;
 // not a kernel: measures the machine in its own mode, so no team_float_mode here
 #pragma omp parallel num_threads(threads) reduction(+ : total)
-  {
-    double best = 0;
-    for (int rep = 0; rep < 10; ++rep) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const float r = loop(iters);
-      best = std::max(best, double(flops_per_iter) * iters / seconds_since(t0) / 1e9);
-      if (r == 12345.0f) g_sink = r;  // keeps the result alive without a shared store per run
+    {
+      double best = 0;
+      for (int rep = 0; rep < 10; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const float r = loop(iters);
+        best = std::max(best, double(flops_per_iter) * iters / seconds_since(t0) / 1e9);
+        if (r == 12345.0f) g_sink = r;  // keeps the result alive without a shared store per run
+      }
+      total += best;
     }
-    total += best;
+    result = std::max(result, total);
   }
-  return total;
+  return result;
 }
 
 // measure(threads) once per thread count, then remembered (one lock: measurements never overlap).
