@@ -66,17 +66,19 @@ def test_a_killed_rank_stops_the_launcher_with_a_message(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "convforge.torch.ddp_train", *_cli(tmp_path, 2, "--epochs", "1000",
                              "--timeout", "30")], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    watchdog = threading.Timer(600, proc.kill)  # reading the output below never waits longer than this
+    watchdog = threading.Timer(300, proc.kill)  # reading the output below never waits longer than this
     watchdog.start()
     try:
-        pids = {}
+        pids, seen = {}, []
         for line in proc.stdout:  # "rank 1/2: pid 1234, ..." then rank 0's "step N: ..."
+            seen.append(line)
             if line.startswith("rank "):
                 pids[int(line.split("/")[0].split()[1])] = int(line.split("pid ")[1].split(",")[0])
             if line.startswith("step 2:") and 1 in pids:
                 break
         else:
-            pytest.fail("the launcher ended (or hung and was killed) before step 2: " + proc.stderr.read())
+            pytest.fail("the launcher ended (or hung and was killed) before step 2; its output: "
+                        + "".join(seen[-20:]) + " stderr: " + proc.stderr.read())
         watchdog.cancel()
         os.kill(pids[1], signal.SIGKILL)
         _, err = proc.communicate(timeout=120)  # bounded: a hang fails here
@@ -99,3 +101,14 @@ def test_bad_arguments_name_the_flag(capsys):
     with pytest.raises(SystemExit):
         ddp_train.parse_args(["--nproc", "0"])
     assert "--nproc must be at least 1" in capsys.readouterr().err
+
+
+def test_the_rendezvous_port_is_never_an_ephemeral_one():
+    """A port from the ephemeral range can be rank 1's own source port while rank 0 is not yet
+    listening: TCP connects the socket to itself and the rank waits forever (seen under load)."""
+    from convforge.torch import ddp_train
+
+    lo, _ = ddp_train._ephemeral_range()
+    ports = {ddp_train._free_port("127.0.0.1") for _ in range(20)}
+    assert all(1024 <= p < lo for p in ports), (sorted(ports), lo)
+

@@ -15,7 +15,7 @@ the same steps as one process on the whole batch.
 Launched by torchrun, the rank, world size, master address and port come from the standard
 environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and ``--nproc`` is
 ignored. Without them this module is the launcher: it starts ``--nproc`` ranks on this machine
-(master 127.0.0.1 unless MASTER_ADDR says otherwise, a free port unless MASTER_PORT is set). If a
+(master 127.0.0.1 unless MASTER_ADDR says otherwise, a free port below the ephemeral range unless MASTER_PORT is set). If a
 rank dies, the launcher stops the others and exits with status 1, naming the rank and the cause;
 ``--timeout`` bounds how long a rank waits in a collective for a peer that stopped answering.
 
@@ -183,10 +183,34 @@ def run_rank(args, rank, world, local_rank):
 # The launcher: one process per rank on this machine
 # ---------------------------------------------------------------------------------------------
 
+def _ephemeral_range():
+    """The kernel's range of ports for outgoing connections (Linux), or IANA's default elsewhere."""
+    try:
+        lo, hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def _free_port(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A free port for the rendezvous, below the ephemeral range. A port the kernel handed out (bind to
+    port 0) can come back as the source port of rank 1's own connection attempt while rank 0 has not
+    bound it yet: TCP then connects the socket to itself and rank 1 waits forever for an answer (a hang
+    seen under load, never an error). Ports outside the ephemeral range are never source ports."""
+    import random
+
+    lo, _ = _ephemeral_range()
+    first = 20000 if lo > 21000 else 1024
+    rnd = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        port = rnd.randrange(first, lo)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"convforge.torch.ddp_train: no free port in {first}..{lo - 1} on {host}; set MASTER_PORT")
 
 
 def _loopback_interface():
