@@ -1,6 +1,7 @@
 """python -m convforge.torch.ddp_train: 2 ranks over gloo on 127.0.0.1 take the same steps as one process
 on the whole batch, and a rank killed mid-run makes the launcher exit non-zero instead of hanging."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,29 +64,38 @@ def test_two_ranks_equal_one_process_on_the_whole_batch(tmp_path, monkeypatch):
 
 
 def test_a_killed_rank_stops_the_launcher_with_a_message(tmp_path):
+    # The launcher and its ranks in a session of their own, so that cleanup can stop them all: a rank
+    # left running would hold the output pipe open and the read below would never end.
     proc = subprocess.Popen([sys.executable, "-m", "convforge.torch.ddp_train", *_cli(tmp_path, 2, "--epochs", "1000",
                              "--timeout", "30")], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    watchdog = threading.Timer(300, proc.kill)  # reading the output below never waits longer than this
+                            start_new_session=True)
+    stop_all = lambda: os.killpg(proc.pid, signal.SIGKILL)  # noqa: E731
+    watchdog = threading.Timer(300, stop_all)  # reading the output below never waits longer than this
     watchdog.start()
     try:
-        pids, seen = {}, []
-        for line in proc.stdout:  # "rank 1/2: pid 1234, ..." then rank 0's "step N: ..."
-            seen.append(line)
-            if line.startswith("rank "):
-                pids[int(line.split("/")[0].split()[1])] = int(line.split("pid ")[1].split(",")[0])
-            if line.startswith("step 2:") and 1 in pids:
+        # The ranks share one pipe: search the text so far, not lines ("rank 1/2: pid 1234, ..." from each
+        # rank, then rank 0's "step N: ...").
+        text = ""
+        while True:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                pytest.fail("the launcher ended (or hung and was stopped) before step 2; its output: "
+                            + text[-2000:] + " stderr: " + proc.stderr.read().decode(errors="replace"))
+            text += chunk.decode(errors="replace")
+            pids = {int(r): int(p) for r, p in re.findall(r"rank (\d+)/2: pid (\d+)", text)}
+            if 1 in pids and re.search(r"step 2: ", text):
                 break
-        else:
-            pytest.fail("the launcher ended (or hung and was killed) before step 2; its output: "
-                        + "".join(seen[-20:]) + " stderr: " + proc.stderr.read())
         watchdog.cancel()
         os.kill(pids[1], signal.SIGKILL)
         _, err = proc.communicate(timeout=120)  # bounded: a hang fails here
+        err = err.decode(errors="replace")
     finally:
         watchdog.cancel()
+        try:
+            stop_all()  # whatever is left of the session (the launcher has normally exited by now)
+        except ProcessLookupError:
+            pass
         if proc.poll() is None:
-            proc.kill()
             proc.communicate()
     assert proc.returncode != 0
     assert "rank 1 was killed by signal SIGKILL" in err, err

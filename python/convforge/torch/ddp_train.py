@@ -74,9 +74,16 @@ def parse_args(argv=None):
 # One rank
 # ---------------------------------------------------------------------------------------------
 
+def _say(line):
+    """One line to stdout in one write: the ranks share the launcher's stdout, and a line written as
+    text then newline can be split by another writer (seen in CI: "...slice)step 2: ..." on one line)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _log(rank, *msg):
     if rank == 0:
-        print(*msg, flush=True)
+        _say(" ".join(str(m) for m in msg))
 
 
 def _evaluate(model, x, y, rank, world, device, batch=500):
@@ -129,7 +136,7 @@ def run_rank(args, rank, world, local_rank):
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=args.timeout))
-    print(f"rank {rank}/{world}: pid {os.getpid()}, {threads} thread(s), {device}", flush=True)
+    _say(f"rank {rank}/{world}: pid {os.getpid()}, {threads} thread(s), {device}")
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} must be divisible by the number of ranks {world}")
     per_rank = args.batch_size // world
