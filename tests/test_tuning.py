@@ -147,3 +147,20 @@ def test_tune_and_summary_commands(tmp_path, monkeypatch, capsys):
     finally:
         tuning.forget(memory_only=True)
     assert not convforge.autotune_enabled()  # tune restores the setting
+
+
+@pytest.mark.parametrize("slower, kept", [(1.04, True), (1.5, False)])
+def test_the_heuristic_choice_stays_unless_clearly_beaten(tuned, monkeypatch, slower, kept):
+    """Timings on a shared host differ by 10-30%: another algo replaces the heuristic's choice
+    only when it is more than 10% faster. The clock is faked: 'heur' takes `slower` times as
+    long as 'fast'."""
+    cost = {"heur": slower, "fast": 1.0, "slow": 3.0}
+    now = [0.0]
+    monkeypatch.setattr(tuning.time, "perf_counter", lambda: now[0])
+
+    def run(name):
+        now[0] += cost[name] / 1e3
+
+    got = tuning.choose(f"test-key-{slower}", ["fast", "slow", "heur"], run, first="heur")
+    assert got == ("heur" if kept else "fast")
+    assert tuning.lookup(f"test-key-{slower}") == got
