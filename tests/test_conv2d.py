@@ -87,11 +87,11 @@ def test_algo_lists():
 @pytest.mark.parametrize("algo", ["fast", "", "AUTO"])
 def test_unknown_algo_names_the_table(rng, algo):
     x, w = randn(rng, 1, 2, 5, 5), randn(rng, 3, 2, 3, 3)
-    for call in (lambda: F.conv2d(x, w, algo=algo),
-                 lambda: F.conv2d_backward(randn(rng, 1, 3, 3, 3), x, w, algo=algo)):
+    for call, names in ((lambda: F.conv2d(x, w, algo=algo), FWD_ALGOS),
+                        (lambda: F.conv2d_backward(randn(rng, 1, 3, 3, 3), x, w, algo=algo), BWD_ALGOS)):
         with pytest.raises(ValueError, match="unknown algo") as e:
             call()
-        for name in BWD_ALGOS:
+        for name in names:
             assert f"'{name}'" in str(e.value)
 
 
@@ -230,3 +230,30 @@ def test_unknown_algo(rng):
         F.conv2d(x, w, algo="winograd_typo")
     with pytest.raises(ValueError, match="unknown algo"):
         F.conv2d_backward(randn(rng, 1, 1, 2, 2), x, w, algo="direct_typo")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [
+    (37, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),         # LeNet c3: 5 blocks of 8 (4 of 16), the last partial
+    (19, 4, 11, 9, 6, 3, 2, (2, 3), (1, 2), (2, 1), 2),  # strided, dilated, asymmetric, groups
+    (9, 3, 23, 23, 8, 11, 11, 4, 2, 1, 1),         # AlexNet conv1's kind: 11 x 11 stride 4
+])
+def test_direct_n_weight_gradient_over_blocks_of_images(rng, threads, shape):
+    """direct_n's weight gradient takes V images per vector (8 on AVX2, 16 on AVX-512) in
+    units of blocks: batches of several blocks, a partial last block, and the geometries the
+    flat-position direct kernel does not take."""
+    N, C, H, W, K, R, S, stride, padding, dilation, groups = shape
+    x, w = randn(rng, N, C, H, W), randn(rng, K, C // groups, R, S)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(xt, wt, None, **kw)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    previous = F.get_num_threads()
+    F.set_num_threads(threads)
+    try:
+        _, gw, gb = F.conv2d_backward(gy, x, w, **kw, algo="direct_n", output_mask=(False, True, True))
+    finally:
+        F.set_num_threads(previous)
+    assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
+    assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL

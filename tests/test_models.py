@@ -11,6 +11,15 @@ from conftest import BWD_TOL, FWD_TOL, rel_error
 from convforge import models, nn
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch(rng):
+    """torch's generator seeds itself from the OS in each process, so the torch models' random
+    initialisation (the reference every comparison here loads) was new in every run: about one
+    run in five failed the narrow VGG-16-BN comparison (1e-4) on such an init. Seeded from the test's
+    id, as its inputs are."""
+    torch.manual_seed(int(rng.integers(2**31)))
+
+
 def torch_lenet5(act="tanh", pool="max"):
     A = {"tanh": tnn.Tanh, "relu": tnn.ReLU}[act]
     P = {"max": tnn.MaxPool2d, "avg": tnn.AvgPool2d}[pool]

@@ -75,6 +75,21 @@ void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const floa
   bias_grad(g, dy, db);
 }
 
+void backward_weight_direct_n(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
+                              float* db) {
+  switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
+    case SimdLevel::AVX512: backward_weight_direct_n_avx512(g, dy, x, dw); break;
+    case SimdLevel::AVX2: backward_weight_direct_n_avx2(g, dy, x, dw); break;
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: backward_weight_direct_n_neon(g, dy, x, dw); break;
+#endif
+    default: backward_weight_direct_n_scalar(g, dy, x, dw); break;
+  }
+  bias_grad(g, dy, db);
+}
+
 // auto's choices. Measurements: docs/cpu_tuning.md (1 thread: Zen 4 AVX-512, Zen 3 AVX2; the
 // Zen 3 tables from benchmarks/bench_algos.py, benchmarks/results/algos_zen3_1t.md). A rule is
 // kept only where both machines agree, or where only one was measured.
@@ -127,7 +142,19 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 // images stay implicit: res5_1x1_expand N=8 13.6 / 11.3); the implicit GEMM for small images
 // with many channels. Implicit / direct: VGG conv1_2 N=1 Zen 4 65 / 40, conv3_2 N=1 42 / 37,
 // conv4_2 N=1 39 / 43, conv5_2 N=1 9.8 / 17; LeNet c3 N=256 Zen 4 6.8 / 2.2, Zen 3 8.5 / 5.5.
+//
+// direct_n (vectorised along the batch) for batches of at least one vector of images with
+// output rows narrower than 32 (where the flat-position kernel wastes >= 6% of its products on
+// the columns past each row), >= 64 positions per image (fewer: the per-block overheads and
+// horizontal sums dominate) and <= 576 taps per filter. Zen 3, 1 thread, ms, direct_n / direct
+// / implicit: LeNet c3 N=256 2.4 / 4.8 / -, N=32 0.42 / 0.57 / 0.73; CIFAR-sized 3x3 layers
+// N=64: 16->32 at 8x8 1.00 / 1.23 / 2.40, N=128 64->64 at 16x16 37 / 59 / 51; left out:
+// 128->128 at 8x8 (1152 taps) 25 / 41 / 23, 256->256 at 4x4 61 / 51 / 30, 3->32 at 32x32
+// 4.3 / 3.6 / -, AlexNet conv1 N=16 77 / - / 38-42 (copies of 227-wide images).
 BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
+  const int64_t lanes = simd_level() == SimdLevel::AVX512 ? 16 : simd_level() == SimdLevel::AVX2 ? 8 : 4;
+  if (g.N >= lanes && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576)
+    return backward_weight_direct_n;
   if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return backward_weight_im2col;
   const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
   if (backward_weight_direct_applies(g) && (small || g.Q >= 48)) return backward_weight_direct;
@@ -252,6 +279,13 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "cpu/conv/conv2d_direct_impl.h", "stride 1 (else implicit / im2col)"},
        backward_data_direct, backward_weight_direct, backward_data_implicit_applies,
        backward_weight_direct_applies},
+      {{"direct_n", "production",
+        "weight: direct loops vectorised along the batch (a vector holds one value of V "
+        "images), over transposed zero-padded copies of each block of V images: no wasted "
+        "products, any stride and dilation; for small images and large batches (LeNet). Data: "
+        "as 'direct'",
+        "cpu/conv/conv2d_direct_impl.h", "weight: every geometry; data: stride 1 (else im2col)"},
+       backward_data_direct, backward_weight_direct_n, backward_data_implicit_applies, always},
       {{"direct_k", "production",
         "data: the transposed forward through direct_k (filters along the vector; for 8..32 "
         "input channels per group and few taps); strided: im2col. Weight: the implicit GEMM",
@@ -264,7 +298,8 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
        backward_data_winograd, backward_weight_implicit, backward_data_winograd_applies, never},
       {{"auto", "production",
         "data: strided: im2col; stride 1: the transposed forward through auto's forward choice, "
-        "or im2col for wide 1x1 (>= 196 positions) and large (>= 729) layers; weight: im2col for "
+        "or im2col for wide 1x1 (>= 196 positions) and large (>= 729) layers; weight: direct_n for "
+        ">= 1 vector of images, Q < 32, >= 64 positions and <= 576 taps, im2col for "
         "1x1 with >= 196 positions, direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "
         "512 or Q >= 48, else implicit (docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},

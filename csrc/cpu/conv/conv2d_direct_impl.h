@@ -386,6 +386,175 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
   }
 }
 
+// ---- direct weight gradient along the batch (direct_n) ------------------------------------
+// dW[k][c][r][s] = sum over n, p, q of dy[n][k][p][q] * x[n][c][p*sh + r*dh - pt][q*sw + s*dw - pl]
+// vectorised along the images: V images per vector. Each block of V images is copied
+// transposed, x to [C][Hp][Wp][V] (zero-padded) and dy to [K][P][Q][V] (zeros past N), so
+// every product is one vector FMA at fixed offsets and none is wasted: the flat-position
+// kernel above also multiplies the Wp - Q columns past each output row (29% of LeNet c3's
+// products) and takes stride 1 only; this one takes any stride and dilation. Same register
+// block (KB filters x TB taps) and work items as above. The blocks are taken a unit (a few
+// blocks whose copies stay in L2) at a time, and each unit ends with the items' horizontal
+// sums. With several threads and at least two units per thread, each thread takes whole units
+// (its own copies, in its own core's L2) into a private dW, summed at the end; otherwise the
+// threads share out each unit's copies and items (2 threads, interleaved, ms, units per
+// thread / shared: LeNet c3 N=256 1.39 / 1.45, N=1024 6.3 / 6.8; 128 images 64->64 at 16x16
+// 26 / 25).
+struct DirectNShape {
+  int64_t V, Cg, Kg, RS, CRS, Hp, Wp, PQ, HWp, xblk, dyblk, nblocks, unit, kblocks, tblocks,
+      items;
+};
+
+// The transposed copies of image block b (images b*V ..) into xb and dyb: one channel of x
+// (it < C) or one filter of dy (it >= C) per call. The V images' values of one position are
+// read from V streams and written as one vector; lanes past N are zeros.
+inline void direct_n_copy(const convforge::Conv2dGeometry& g, const DirectNShape& d, int64_t b,
+                          int64_t it, const float* x, const float* dy, float* xb, float* dyb) {
+  constexpr int64_t V = CF_BW_V;
+  const int64_t n0 = b * V, lanes = direct_min(V, g.N - n0);
+  const bool is_x = it < g.C;
+  const int64_t plane = is_x ? g.H * g.W : d.PQ;
+  const float* src[V];
+  for (int64_t l = 0; l < V; ++l)
+    src[l] = l < lanes ? (is_x ? x + ((n0 + l) * g.C + it) * plane
+                               : dy + ((n0 + l) * g.K + (it - g.C)) * plane)
+                       : nullptr;
+  // rows: (destination row start, first source index, count) of each stretch to copy
+  const auto copy_run = [&](float* o, int64_t s0, int64_t count) {
+    if (lanes == V) {
+      for (int64_t w = 0; w < count; ++w)
+#pragma GCC unroll 16
+        for (int64_t l = 0; l < V; ++l) o[w * V + l] = src[l][s0 + w];
+    } else {
+      for (int64_t w = 0; w < count; ++w)
+        for (int64_t l = 0; l < V; ++l) o[w * V + l] = l < lanes ? src[l][s0 + w] : 0.0f;
+    }
+  };
+  if (!is_x) return copy_run(dyb + (it - g.C) * d.PQ * V, 0, d.PQ);
+  float* o = xb + it * d.HWp * V;
+  const int64_t top = g.pad_top * d.Wp * V, bottom = (g.pad_top + g.H) * d.Wp * V;
+  for (int64_t i = 0; i < top; ++i) o[i] = 0.0f;
+  for (int64_t i = bottom; i < d.HWp * V; ++i) o[i] = 0.0f;
+  for (int64_t h = 0; h < g.H; ++h) {
+    float* orow = o + (h + g.pad_top) * d.Wp * V;
+    for (int64_t i = 0; i < g.pad_left * V; ++i) orow[i] = 0.0f;
+    for (int64_t i = (g.pad_left + g.W) * V; i < d.Wp * V; ++i) orow[i] = 0.0f;
+    copy_run(orow + g.pad_left * V, h * g.W, g.W);
+  }
+}
+
+// One work item (a block of filters x a block of taps) over nb copied blocks, added into dw.
+inline void direct_n_item(const convforge::Conv2dGeometry& g, const DirectNShape& d,
+                          const int64_t* off, int64_t item, const float* xb, const float* dyb,
+                          int64_t nb, float* dw) {
+  constexpr int64_t V = CF_BW_V, KB = CF_BW_KB, TB = CF_BW_TB;
+  const bool taps_fastest = d.Cg < d.Kg;  // as in direct_backward_weight
+  const int64_t kt = item % (d.kblocks * d.tblocks), grp = item / (d.kblocks * d.tblocks);
+  const int64_t kb = taps_fastest ? kt / d.tblocks : kt % d.kblocks;
+  const int64_t tb = taps_fastest ? kt % d.tblocks : kt / d.kblocks;
+  const int64_t k0 = kb * KB, kn = direct_min(KB, d.Kg - k0);
+  const int64_t c0 = tb * TB, tn = direct_min(TB, d.CRS - c0);
+  const int64_t sh = g.stride_h * d.Wp * V, sw = g.stride_w * V;
+  // Taps past the block's end repeat the last one; so do filters past Kg.
+  int64_t to[TB], ko[KB];
+  for (int64_t j = 0; j < TB; ++j) to[j] = grp * d.Cg * d.HWp * V + off[c0 + direct_min(j, tn - 1)];
+  for (int64_t i = 0; i < KB; ++i) ko[i] = (grp * d.Kg + k0 + direct_min(i, kn - 1)) * d.PQ * V;
+  BwVec acc[KB][TB];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < KB; ++i)
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < TB; ++j) acc[i][j] = BwVec{};
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t p = 0; p < g.P; ++p) {
+      const float* xr = xb + b * d.xblk + p * sh;
+      const float* dr = dyb + b * d.dyblk + p * g.Q * V;
+      for (int64_t q = 0; q < g.Q; ++q) {
+        BwVec dv[KB], xv[TB];
+#pragma GCC unroll 8
+        for (int64_t i = 0; i < KB; ++i) __builtin_memcpy(&dv[i], dr + ko[i] + q * V, sizeof(BwVec));
+#pragma GCC unroll 8
+        for (int64_t j = 0; j < TB; ++j) __builtin_memcpy(&xv[j], xr + to[j] + q * sw, sizeof(BwVec));
+#pragma GCC unroll 8
+        for (int64_t i = 0; i < KB; ++i)
+#pragma GCC unroll 8
+          for (int64_t j = 0; j < TB; ++j) acc[i][j] += dv[i] * xv[j];
+      }
+    }
+  for (int64_t i = 0; i < kn; ++i)
+    for (int64_t j = 0; j < tn; ++j) {
+      alignas(64) float lanes[V];
+      __builtin_memcpy(lanes, &acc[i][j], sizeof lanes);
+      float sum = 0.0f;
+      for (int64_t l = 0; l < V; ++l) sum += lanes[l];
+      dw[(grp * d.Kg + k0 + i) * d.CRS + c0 + j] += sum;
+    }
+}
+
+inline void direct_backward_weight_n(const convforge::Conv2dGeometry& g, const float* dy,
+                                     const float* x, float* dw) {
+  using convforge::cpu::gemm_detail::ScratchSlot;
+  using convforge::cpu::gemm_detail::thread_scratch;
+  DirectNShape d;
+  d.V = CF_BW_V;
+  d.Cg = g.C_per_group(), d.Kg = g.K_per_group(), d.RS = g.R * g.S, d.CRS = d.Cg * d.RS;
+  d.Hp = g.H + g.pad_top + g.pad_bottom, d.Wp = g.W + g.pad_left + g.pad_right;
+  d.PQ = g.P * g.Q, d.HWp = d.Hp * d.Wp;
+  d.xblk = g.C * d.HWp * d.V, d.dyblk = g.K * d.PQ * d.V;
+  d.nblocks = (g.N + d.V - 1) / d.V;
+  // Blocks per unit: the unit's copies within ~256 KiB (L2), at least one.
+  d.unit = direct_max(1, direct_min(d.nblocks, (int64_t(1) << 16) / (d.xblk + d.dyblk)));
+  d.kblocks = (d.Kg + CF_BW_KB - 1) / CF_BW_KB, d.tblocks = (d.CRS + CF_BW_TB - 1) / CF_BW_TB;
+  d.items = g.groups * d.kblocks * d.tblocks;
+  const int64_t nunits = (d.nblocks + d.unit - 1) / d.unit, chans = g.C + g.K, wsize = g.w_size();
+  int64_t* off = reinterpret_cast<int64_t*>(thread_scratch(ScratchSlot::ConvPartial2, 2 * d.CRS + 2));
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s)
+        off[(c * g.R + r) * g.S + s] = ((c * d.Hp + r * g.dilation_h) * d.Wp + s * g.dilation_w) * d.V;
+  const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
+  const int nthreads = threaded ? omp_get_max_threads() : 1;
+  for (int64_t i = 0; i < wsize; ++i) dw[i] = 0.0f;
+
+  if (nthreads > 1 && nunits >= 2 * nthreads) {
+    // Whole units per thread, each into its own partial dW (the calling thread's ConvWeight
+    // scratch holds them all), then one sum.
+    float* partial = thread_scratch(ScratchSlot::ConvWeight, nthreads * wsize);
+#pragma omp parallel num_threads(nthreads) firstprivate(team_float_mode)
+    {
+      float* pw = partial + omp_get_thread_num() * wsize;
+      for (int64_t i = 0; i < wsize; ++i) pw[i] = 0.0f;
+      float* xb = thread_scratch(ScratchSlot::ConvCol, d.unit * d.xblk);
+      float* dyb = thread_scratch(ScratchSlot::ConvPartial, d.unit * d.dyblk);
+#pragma omp for schedule(static)
+      for (int64_t u = 0; u < nunits; ++u) {
+        const int64_t b0 = u * d.unit, nb = direct_min(d.unit, d.nblocks - b0);
+        for (int64_t b = 0; b < nb; ++b)
+          for (int64_t it = 0; it < chans; ++it)
+            direct_n_copy(g, d, b0 + b, it, x, dy, xb + b * d.xblk, dyb + b * d.dyblk);
+        for (int64_t item = 0; item < d.items; ++item) direct_n_item(g, d, off, item, xb, dyb, nb, pw);
+      }
+    }
+    for (int t = 0; t < nthreads; ++t)
+      for (int64_t i = 0; i < wsize; ++i) dw[i] += partial[t * wsize + i];
+    return;
+  }
+  // The threads share out each unit: its copies, then its items.
+  float* xb = thread_scratch(ScratchSlot::ConvCol, d.unit * d.xblk);
+  float* dyb = thread_scratch(ScratchSlot::ConvPartial, d.unit * d.dyblk);
+#pragma omp parallel if (threaded) firstprivate(team_float_mode)
+  for (int64_t b0 = 0; b0 < d.nblocks; b0 += d.unit) {
+    const int64_t nb = direct_min(d.unit, d.nblocks - b0);
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < nb * chans; ++it) {
+      const int64_t b = it / chans;
+      direct_n_copy(g, d, b0 + b, it % chans, x, dy, xb + b * d.xblk, dyb + b * d.dyblk);
+    }  // (barrier: the items read every copy)
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < d.items; ++item) direct_n_item(g, d, off, item, xb, dyb, nb, dw);
+    // (barrier: the next unit's copies overwrite xb and dyb)
+  }
+}
+
 // The register block is this includer's alone.
 #undef CF_DIRECT_KB
 #undef CF_DIRECT_QB
