@@ -21,6 +21,20 @@ void pack_a_rows(const float* src, int64_t lda, int64_t kc, float* dst) {
     for (int ii = 0; ii < MR; ++ii) dst[k * MR + ii] = row[ii][k];
 }
 
+// `rows` rows (ld apart) of kc columns -> one micro-panel of mr rows, zero past `rows`.
+void pack_a_panel(const float* src, int64_t ld, int64_t kc, int64_t rows, int64_t mr, float* dst) {
+  if (rows == mr) {  // the micro-kernels' heights (gemm_config.cpp's table)
+    if (mr == 6) return pack_a_rows<6>(src, ld, kc, dst);
+    if (mr == 8) return pack_a_rows<8>(src, ld, kc, dst);
+    if (mr == 14) return pack_a_rows<14>(src, ld, kc, dst);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    int64_t ii = 0;
+    for (; ii < rows; ++ii) dst[k * mr + ii] = src[ii * ld + k];
+    for (; ii < mr; ++ii) dst[k * mr + ii] = 0.0f;
+  }
+}
+
 // op(A)[i0:i0+mi, k0:k0+kc] -> micro-panels of mr rows, k-major.
 void pack_a(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
             float* dst) {
@@ -38,17 +52,7 @@ void pack_a(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int
       }
       continue;
     }
-    const float* src = a.data + (i0 + ip) * a.ld + k0;
-    if (rows == mr) {  // the micro-kernels' heights (gemm_config.cpp's table)
-      if (mr == 6) { pack_a_rows<6>(src, a.ld, kc, dst); continue; }
-      if (mr == 8) { pack_a_rows<8>(src, a.ld, kc, dst); continue; }
-      if (mr == 14) { pack_a_rows<14>(src, a.ld, kc, dst); continue; }
-    }
-    for (int64_t k = 0; k < kc; ++k) {
-      int64_t ii = 0;
-      for (; ii < rows; ++ii) dst[k * mr + ii] = src[ii * a.ld + k];
-      for (; ii < mr; ++ii) dst[k * mr + ii] = 0.0f;
-    }
+    pack_a_panel(a.data + (i0 + ip) * a.ld + k0, a.ld, kc, rows, mr, dst);
   }
 }
 
@@ -108,11 +112,7 @@ void pack_a_seg(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc,
       const int64_t seg = j / a.seg_cols, js = j % a.seg_cols;
       const int64_t len = a.seg_cols - js < k0 + kc - j ? a.seg_cols - js : k0 + kc - j;
       const float* src = a.data + seg * a.seg_stride + (i0 + ip) * a.ld + js;
-      float* d = dst + (j - k0) * mr;
-      for (int64_t t = 0; t < len; ++t) {
-        for (int64_t ii = 0; ii < rows; ++ii) d[t * mr + ii] = src[ii * a.ld + t];
-        for (int64_t ii = rows; ii < mr; ++ii) d[t * mr + ii] = 0.0f;
-      }
+      pack_a_panel(src, a.ld, len, rows, mr, dst + (j - k0) * mr);
       j += len;
     }
   }
