@@ -237,11 +237,14 @@ def test_unknown_algo(rng):
     (37, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),         # LeNet c3: 5 blocks of 8 (4 of 16), the last partial
     (19, 4, 11, 9, 6, 3, 2, (2, 3), (1, 2), (2, 1), 2),  # strided, dilated, asymmetric, groups
     (9, 3, 23, 23, 8, 11, 11, 4, 2, 1, 1),         # AlexNet conv1's kind: 11 x 11 stride 4
+    (21, 5, 13, 17, 7, 4, 6, 1, (3, 1), (1, 2), 1),  # stride 1: the input gradient's column blocks and edges
+    (17, 8, 6, 31, 4, 3, 3, 1, (0, 4), 1, 2),      # padding wider than the kernel reaches: zero columns
 ])
-def test_direct_n_weight_gradient_over_blocks_of_images(rng, threads, shape):
-    """direct_n's weight gradient takes V images per vector (8 on AVX2, 16 on AVX-512) in
-    units of blocks: batches of several blocks, a partial last block, and the geometries the
-    flat-position direct kernel does not take."""
+def test_direct_n_gradients_over_blocks_of_images(rng, threads, shape):
+    """direct_n takes V images per vector (8 on AVX2, 16 on AVX-512) in units of blocks:
+    batches of several blocks, a partial last block, the geometries the flat-position direct
+    kernel does not take, and (stride 1) the input gradient with its column blocks, edge
+    columns and columns no tap reaches."""
     N, C, H, W, K, R, S, stride, padding, dilation, groups = shape
     x, w = randn(rng, N, C, H, W), randn(rng, K, C // groups, R, S)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -252,8 +255,9 @@ def test_direct_n_weight_gradient_over_blocks_of_images(rng, threads, shape):
     previous = F.get_num_threads()
     F.set_num_threads(threads)
     try:
-        _, gw, gb = F.conv2d_backward(gy, x, w, **kw, algo="direct_n", output_mask=(False, True, True))
+        gx, gw, gb = F.conv2d_backward(gy, x, w, **kw, algo="direct_n")
     finally:
         F.set_num_threads(previous)
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
     assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
     assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL

@@ -90,6 +90,25 @@ void backward_weight_direct_n(const Conv2dGeometry& g, const float* dy, const fl
   bias_grad(g, dy, db);
 }
 
+bool backward_data_direct_n_applies(const Conv2dGeometry& g) {
+  return g.stride_h == 1 && g.stride_w == 1;
+}
+
+// Strided layers: im2col + col2im.
+void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
+  if (!backward_data_direct_n_applies(g)) return backward_data_im2col(g, dy, w, dx);
+  switch (simd_level()) {
+#if CONVFORGE_ARCH_X86
+    case SimdLevel::AVX512: return backward_data_direct_n_avx512(g, dy, w, dx);
+    case SimdLevel::AVX2: return backward_data_direct_n_avx2(g, dy, w, dx);
+#endif
+#if CONVFORGE_ARCH_ARM64
+    case SimdLevel::NEON: return backward_data_direct_n_neon(g, dy, w, dx);
+#endif
+    default: return backward_data_direct_n_scalar(g, dy, w, dx);
+  }
+}
+
 // auto's choices. Measurements: docs/cpu_tuning.md (1 thread: Zen 4 AVX-512, Zen 3 AVX2; the
 // Zen 3 tables from benchmarks/bench_algos.py, benchmarks/results/algos_zen3_1t.md). A rule is
 // kept only where both machines agree, or where only one was measured.
@@ -151,9 +170,15 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 // N=64: 16->32 at 8x8 1.00 / 1.23 / 2.40, N=128 64->64 at 16x16 37 / 59 / 51; left out:
 // 128->128 at 8x8 (1152 taps) 25 / 41 / 23, 256->256 at 4x4 61 / 51 / 30, 3->32 at 32x32
 // 4.3 / 3.6 / -, AlexNet conv1 N=16 77 / - / 38-42 (copies of 227-wide images).
+namespace {
+// Images per vector of direct_n (CF_BW_V of each ISA's conv2d_direct*.cpp).
+int64_t batch_lanes() {
+  return simd_level() == SimdLevel::AVX512 ? 16 : simd_level() == SimdLevel::AVX2 ? 8 : 4;
+}
+}  // namespace
+
 BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
-  const int64_t lanes = simd_level() == SimdLevel::AVX512 ? 16 : simd_level() == SimdLevel::AVX2 ? 8 : 4;
-  if (g.N >= lanes && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576)
+  if (g.N >= batch_lanes() && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576)
     return backward_weight_direct_n;
   if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return backward_weight_im2col;
   const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
@@ -198,7 +223,15 @@ void backward_weight_auto(const Conv2dGeometry& g, const float* dy, const float*
 // N=8 40 / 64, res4_1x1_expand N=8 18 / 25; 7x7 stays implicit: res5_1x1_reduce N=8 87 / 31) and
 // larger kernels with >= 729 positions (res3_3x3 N=8 67 / 83, AlexNet conv2 N=16 116 / 177).
 // LeNet c3 N=256 (transposed 16->6: direct) Zen 4 2.3 ms against im2col 4.9, Zen 3 5.6 / 7.2.
+//
+// direct_n (along the batch, only the taps that reach dy) for stride 1, >= one vector of images
+// and <= 6 input channels per group (the transposed forward's filters: few, and half its
+// products with padding). Zen 3, 1 thread, ms, direct_n / auto's previous choice: LeNet c3
+// N=256 4.6 / 8.2 (direct), N=32 0.49 / 0.88, LeNet c1 N=256 5.0 / 8.5, CIFAR 3->32 at 32x32
+// N=64 5.5 / 7.7; left out: 16->32 at 8x8 N=64 0.83 / 0.64, 64->64 at 16x16 N=128 91 / 51.
 BackwardDataFn backward_data_auto_choice(const Conv2dGeometry& g) {
+  if (backward_data_direct_n_applies(g) && g.N >= batch_lanes() && g.C_per_group() <= 6)
+    return backward_data_direct_n;
   if (!backward_data_implicit_applies(g)) return backward_data_im2col;
   const ForwardFn f = forward_auto_choice(transposed_geometry(g));
   if (f == forward_direct) return backward_data_direct;
@@ -282,10 +315,11 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
       {{"direct_n", "production",
         "weight: direct loops vectorised along the batch (a vector holds one value of V "
         "images), over transposed zero-padded copies of each block of V images: no wasted "
-        "products, any stride and dilation; for small images and large batches (LeNet). Data: "
-        "as 'direct'",
+        "products, any stride and dilation. Data (stride 1): the same along the batch, each "
+        "input position summing only the filter taps that reach dy (no products with padding); "
+        "strided: im2col. For small images and large batches (LeNet)",
         "cpu/conv/conv2d_direct_impl.h", "weight: every geometry; data: stride 1 (else im2col)"},
-       backward_data_direct, backward_weight_direct_n, backward_data_implicit_applies, always},
+       backward_data_direct_n, backward_weight_direct_n, backward_data_direct_n_applies, always},
       {{"direct_k", "production",
         "data: the transposed forward through direct_k (filters along the vector; for 8..32 "
         "input channels per group and few taps); strided: im2col. Weight: the implicit GEMM",
@@ -297,7 +331,8 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "cpu/conv/conv2d_winograd.cpp", "data: 3x3, stride 1, dilation 1; weight: implicit's"},
        backward_data_winograd, backward_weight_implicit, backward_data_winograd_applies, never},
       {{"auto", "production",
-        "data: strided: im2col; stride 1: the transposed forward through auto's forward choice, "
+        "data: direct_n for stride 1, >= 1 vector of images and <= 6 input channels per group; "
+        "strided: im2col; stride 1: the transposed forward through auto's forward choice, "
         "or im2col for wide 1x1 (>= 196 positions) and large (>= 729) layers; weight: direct_n for "
         ">= 1 vector of images, Q < 32, >= 64 positions and <= 576 taps, im2col for "
         "1x1 with >= 196 positions, direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "

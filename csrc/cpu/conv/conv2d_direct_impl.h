@@ -555,6 +555,104 @@ inline void direct_backward_weight_n(const convforge::Conv2dGeometry& g, const f
   }
 }
 
+// ---- direct input gradient along the batch (direct_n, stride 1) --------------------------
+// dx[n][c][h][w] = sum over k, r, s of w[k][c][r][s] * dy[n][k][h + pt - r*dh][w + pl - s*dw],
+// V images per vector. Rows are exact: each input row sums only the kernel rows r that reach
+// a row of dy (the transposed forward pads dy by R-1 rows above and below: LeNet c3's 10 x 10
+// dy becomes 18 x 18, and about half of its products are with those zeros). Columns are
+// padded: dy is copied per block of images to [K][P][Qp][V] with zero columns either side,
+// so that a register block of CB input channels x WB consecutive columns takes every tap s
+// with no edge cases (LeNet c3: 70 column-tap products for 50 useful). Strided layers: im2col.
+inline void direct_backward_data_n(const convforge::Conv2dGeometry& g, const float* dy,
+                                   const float* w, float* dx) {
+  using convforge::cpu::gemm_detail::ScratchSlot;
+  using convforge::cpu::gemm_detail::thread_scratch;
+  constexpr int64_t V = CF_BW_V, CB = CF_BW_KB, WB = CF_BW_TB;
+  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), RS = g.R * g.S, PQ = g.P * g.Q;
+  const int64_t Wr = (g.W + WB - 1) / WB * WB;  // columns computed (stored: W)
+  const int64_t L = direct_max(0, (g.S - 1) * g.dilation_w - g.pad_left);
+  const int64_t Qp = L + direct_max(g.Q, Wr + g.pad_left);
+  const int64_t dyblk = g.K * g.P * Qp * V, nblocks = (g.N + V - 1) / V;
+  const int64_t unit = direct_max(1, direct_min(nblocks, (int64_t(1) << 16) / dyblk));
+  const int64_t cblocks = (Cg + CB - 1) / CB, per_block = g.groups * cblocks * g.H;
+  const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
+  float* dyb = thread_scratch(ScratchSlot::ConvPartial, unit * dyblk);
+
+#pragma omp parallel if (threaded) firstprivate(team_float_mode)
+  for (int64_t b0 = 0; b0 < nblocks; b0 += unit) {
+    const int64_t nb = direct_min(unit, nblocks - b0);
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < nb * g.K; ++it) {  // dy[n0 + l][k][p][q] -> o[(p*Qp + L + q)*V + l]
+      const int64_t b = it / g.K, k = it % g.K, n0 = (b0 + b) * V, lanes = direct_min(V, g.N - n0);
+      float* o = dyb + b * dyblk + k * g.P * Qp * V;
+      for (int64_t i = 0; i < g.P * Qp * V; ++i) o[i] = 0.0f;
+      const float* src[V];
+      for (int64_t l = 0; l < V; ++l) src[l] = dy + ((n0 + direct_min(l, lanes - 1)) * g.K + k) * PQ;
+      for (int64_t p = 0; p < g.P; ++p) {
+        float* orow = o + (p * Qp + L) * V;
+        if (lanes == V) {
+          for (int64_t q = 0; q < g.Q; ++q)
+#pragma GCC unroll 16
+            for (int64_t l = 0; l < V; ++l) orow[q * V + l] = src[l][p * g.Q + q];
+        } else {
+          for (int64_t q = 0; q < g.Q; ++q)
+            for (int64_t l = 0; l < lanes; ++l) orow[q * V + l] = src[l][p * g.Q + q];
+        }
+      }
+    }  // (barrier: the items read every copy)
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < nb * per_block; ++item) {
+      const int64_t b = item / per_block, rest = item % per_block;
+      const int64_t ih = rest % g.H, cb = (rest / g.H) % cblocks, grp = rest / (g.H * cblocks);
+      const int64_t c0 = cb * CB, cn = direct_min(CB, Cg - c0);
+      const int64_t n0 = (b0 + b) * V, lanes = direct_min(V, g.N - n0);
+      const float* db = dyb + b * dyblk + grp * Kg * g.P * Qp * V;
+      // Channels past the block's end repeat the last one (computed, not stored).
+      int64_t wc[CB];
+      for (int64_t i = 0; i < CB; ++i) wc[i] = (c0 + direct_min(i, cn - 1)) * RS;
+      // r whose dy row lies inside P: 0 <= ih + pt - r*dh <= P-1
+      const int64_t th = ih + g.pad_top - (g.P - 1);
+      const int64_t r_lo = th <= 0 ? 0 : (th + g.dilation_h - 1) / g.dilation_h;
+      const int64_t r_hi = ih + g.pad_top < 0 ? 0 : direct_min(g.R, (ih + g.pad_top) / g.dilation_h + 1);
+      for (int64_t iw0 = 0; iw0 < Wr; iw0 += WB) {
+        BwVec acc[CB][WB];
+#pragma GCC unroll 8
+        for (int64_t i = 0; i < CB; ++i)
+#pragma GCC unroll 8
+          for (int64_t j = 0; j < WB; ++j) acc[i][j] = BwVec{};
+        for (int64_t k = 0; k < Kg; ++k) {
+          const float* wk = w + (grp * Kg + k) * Cg * RS;
+          for (int64_t r = r_lo; r < r_hi; ++r) {
+            const float* dr = db + ((k * g.P + ih + g.pad_top - r * g.dilation_h) * Qp + L + iw0 +
+                                    g.pad_left) * V;
+            const float* wr = wk + r * g.S;
+            for (int64_t s = 0; s < g.S; ++s) {
+              const float* dq = dr - s * g.dilation_w * V;
+              BwVec dv[WB];
+#pragma GCC unroll 8
+              for (int64_t j = 0; j < WB; ++j) __builtin_memcpy(&dv[j], dq + j * V, sizeof(BwVec));
+#pragma GCC unroll 8
+              for (int64_t i = 0; i < CB; ++i) {
+                const float wv = wr[wc[i] + s];
+#pragma GCC unroll 8
+                for (int64_t j = 0; j < WB; ++j) acc[i][j] += wv * dv[j];
+              }
+            }
+          }
+        }
+        const int64_t wn = direct_min(WB, g.W - iw0);
+        for (int64_t i = 0; i < cn; ++i)
+          for (int64_t j = 0; j < wn; ++j) {
+            alignas(64) float v[V];
+            __builtin_memcpy(v, &acc[i][j], sizeof v);
+            float* o = dx + ((n0 * g.C + grp * Cg + c0 + i) * g.H + ih) * g.W + iw0 + j;
+            for (int64_t l = 0; l < lanes; ++l) o[l * g.C * g.H * g.W] = v[l];
+          }
+      }
+    }  // (barrier: the next unit's copies overwrite dyb)
+  }
+}
+
 // The register block is this includer's alone.
 #undef CF_DIRECT_KB
 #undef CF_DIRECT_QB

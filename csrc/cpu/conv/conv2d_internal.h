@@ -37,6 +37,10 @@ void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, con
   void backward_weight_direct_n_##isa(const Conv2dGeometry& g, const float* dy, const float* x,  \
                                       float* dw) {                                               \
     direct_backward_weight_n(g, dy, x, dw);                                                       \
+  }                                                                                             \
+  void backward_data_direct_n_##isa(const Conv2dGeometry& g, const float* dy, const float* w,    \
+                                    float* dx) {                                                 \
+    direct_backward_data_n(g, dy, w, dx);                                                         \
   }
 
 void forward_direct_scalar(const Conv2dGeometry& g, const float* x, const float* w,
@@ -91,6 +95,17 @@ void backward_weight_direct_n_avx512(const Conv2dGeometry& g, const float* dy, c
                                      float* dw);
 void backward_weight_direct_n_neon(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw);
+// direct_n's input gradient (stride 1; conv2d_direct_impl.h), per ISA.
+bool backward_data_direct_n_applies(const Conv2dGeometry& g);
+void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
+void backward_data_direct_n_scalar(const Conv2dGeometry& g, const float* dy, const float* w,
+                                   float* dx);
+void backward_data_direct_n_avx2(const Conv2dGeometry& g, const float* dy, const float* w,
+                                 float* dx);
+void backward_data_direct_n_avx512(const Conv2dGeometry& g, const float* dy, const float* w,
+                                   float* dx);
+void backward_data_direct_n_neon(const Conv2dGeometry& g, const float* dy, const float* w,
+                                 float* dx);
 
 void backward_data_reference(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
 void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
