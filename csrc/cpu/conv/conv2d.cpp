@@ -134,8 +134,15 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    Left to implicit: conv5_2 N=1 (49 tiles; Zen 4 13/12, Zen 3 33/17), res5_3x3 N=8 (128
 //    tiles; Zen 3 50/33), res3_3x3 N=8 (K 128, 196 tiles per image; Zen 3 62/46).
 //  - otherwise the implicit GEMM.
+//  - 1x1 layers with >= 196 output positions: im2col (per image, x itself is the column
+//    matrix when stride 1 and unpadded: packed row by row like a dense B; the implicit GEMM's
+//    panel-by-panel gather reads 16 floats per channel row, rows 12 KiB apart). Zen 3, ms,
+//    im2col / implicit: ResNet res2_1x1_reduce N=8 22 / 49, res2_1x1_expand N=8 17 / 30,
+//    res3_1x1_reduce_first N=1 3.5 / 9.2, res3_proj_s2 N=8 29 / 44; 7x7 stays implicit:
+//    res5_1x1_reduce N=8 18 / 15.
 ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   const int64_t Kg = g.K_per_group(), CRS = g.C_per_group() * g.R * g.S;
+  if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return forward_im2col;
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
   if (simd_level() == SimdLevel::AVX2 && Kg >= 8 && Kg <= 192 && CRS >= 256 &&
@@ -169,7 +176,9 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 // / implicit: LeNet c3 N=256 2.4 / 4.8 / -, N=32 0.42 / 0.57 / 0.73; CIFAR-sized 3x3 layers
 // N=64: 16->32 at 8x8 1.00 / 1.23 / 2.40, N=128 64->64 at 16x16 37 / 59 / 51; left out:
 // 128->128 at 8x8 (1152 taps) 25 / 41 / 23, 256->256 at 4x4 61 / 51 / 30, 3->32 at 32x32
-// 4.3 / 3.6 / -, AlexNet conv1 N=16 77 / - / 38-42 (copies of 227-wide images).
+// 4.3 / 3.6 / -, AlexNet conv1 N=16 77 / - / 38-42 (copies of 227-wide images). The copies of
+// one block of images must stay within 2 MiB: ResNet's res3_proj_s2 N=8 (1x1 stride 2 over
+// 256 x 56 x 56, 25 MiB a block) took 309 ms against 39 (implicit).
 namespace {
 // Images per vector of direct_n (CF_BW_V of each ISA's conv2d_direct*.cpp).
 int64_t batch_lanes() {
@@ -178,7 +187,11 @@ int64_t batch_lanes() {
 }  // namespace
 
 BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
-  if (g.N >= batch_lanes() && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576)
+  const int64_t V = batch_lanes();
+  const int64_t copies = (g.C * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) +
+                          g.K * g.P * g.Q) * V;  // direct_n's copies of one block of images
+  if (g.N >= V && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576 &&
+      copies <= (int64_t(1) << 19))
     return backward_weight_direct_n;
   if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return backward_weight_im2col;
   const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
@@ -277,7 +290,7 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
         "cpu/conv/conv2d_winograd.cpp", "3x3, stride 1, dilation 1 (else implicit)"},
        forward_winograd, winograd_applies},
       {{"auto", "production",
-        "direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
+        "im2col for 1x1 layers with >= 196 output positions; direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
         "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
         "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
         "256 output tiles and K >= 256 or >= 512 tiles per image; else implicit (measured: "
@@ -334,7 +347,8 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "data: direct_n for stride 1, >= 1 vector of images and <= 6 input channels per group; "
         "strided: im2col; stride 1: the transposed forward through auto's forward choice, "
         "or im2col for wide 1x1 (>= 196 positions) and large (>= 729) layers; weight: direct_n for "
-        ">= 1 vector of images, Q < 32, >= 64 positions and <= 576 taps, im2col for "
+        ">= 1 vector of images, Q < 32, >= 64 positions, <= 576 taps and a block's copies "
+        "<= 2 MiB, im2col for "
         "1x1 with >= 196 positions, direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "
         "512 or Q >= 48, else implicit (docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
