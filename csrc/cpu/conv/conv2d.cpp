@@ -11,33 +11,45 @@
 namespace convforge::cpu {
 namespace conv_detail {
 
+// Calls this CPU's build of a direct kernel (conv2d_direct{,_avx2,_avx512,_neon}.cpp: one
+// source, compiled once per ISA): name_avx512, name_avx2, name_neon or name_scalar.
+#if CONVFORGE_ARCH_X86
+#define CF_ISA_CALL(name, ...)                                                  \
+  switch (simd_level()) {                                                      \
+    case SimdLevel::AVX512: return name##_avx512(__VA_ARGS__);                 \
+    case SimdLevel::AVX2: return name##_avx2(__VA_ARGS__);                     \
+    default: return name##_scalar(__VA_ARGS__);                                \
+  }
+#elif CONVFORGE_ARCH_ARM64
+#define CF_ISA_CALL(name, ...)                                                  \
+  switch (simd_level()) {                                                      \
+    case SimdLevel::NEON: return name##_neon(__VA_ARGS__);                     \
+    default: return name##_scalar(__VA_ARGS__);                                \
+  }
+#else
+#define CF_ISA_CALL(name, ...) return name##_scalar(__VA_ARGS__);
+#endif
+
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu) {
-  switch (simd_level()) {
-#if CONVFORGE_ARCH_X86
-    case SimdLevel::AVX512: return forward_direct_avx512(g, x, w, bias, y, relu);
-    case SimdLevel::AVX2: return forward_direct_avx2(g, x, w, bias, y, relu);
-#endif
-#if CONVFORGE_ARCH_ARM64
-    case SimdLevel::NEON: return forward_direct_neon(g, x, w, bias, y, relu);
-#endif
-    default: return forward_direct_scalar(g, x, w, bias, y, relu);
-  }
+  CF_ISA_CALL(forward_direct, g, x, w, bias, y, relu)
 }
 
 void forward_direct_k(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu) {
-  switch (simd_level()) {
-#if CONVFORGE_ARCH_X86
-    case SimdLevel::AVX512: return forward_direct_k_avx512(g, x, w, bias, y, relu);
-    case SimdLevel::AVX2: return forward_direct_k_avx2(g, x, w, bias, y, relu);
-#endif
-#if CONVFORGE_ARCH_ARM64
-    case SimdLevel::NEON: return forward_direct_k_neon(g, x, w, bias, y, relu);
-#endif
-    default: return forward_direct_k_scalar(g, x, w, bias, y, relu);
-  }
+  CF_ISA_CALL(forward_direct_k, g, x, w, bias, y, relu)
 }
+
+namespace {
+void backward_weight_direct_isa(const Conv2dGeometry& g, const float* dy, const float* x,
+                                float* dw) {
+  CF_ISA_CALL(backward_weight_direct, g, dy, x, dw)
+}
+void backward_weight_direct_n_isa(const Conv2dGeometry& g, const float* dy, const float* x,
+                                  float* dw) {
+  CF_ISA_CALL(backward_weight_direct_n, g, dy, x, dw)
+}
+}  // namespace
 
 bool backward_weight_direct_applies(const Conv2dGeometry& g) {
   return g.stride_h == 1 && g.stride_w == 1;
@@ -62,31 +74,13 @@ void backward_weight_direct(const Conv2dGeometry& g, const float* dy, const floa
                             float* db) {
   if (!backward_weight_direct_applies(g) || !all_finite(x, g.x_size()))
     return backward_weight_implicit(g, dy, x, dw, db);
-  switch (simd_level()) {
-#if CONVFORGE_ARCH_X86
-    case SimdLevel::AVX512: backward_weight_direct_avx512(g, dy, x, dw); break;
-    case SimdLevel::AVX2: backward_weight_direct_avx2(g, dy, x, dw); break;
-#endif
-#if CONVFORGE_ARCH_ARM64
-    case SimdLevel::NEON: backward_weight_direct_neon(g, dy, x, dw); break;
-#endif
-    default: backward_weight_direct_scalar(g, dy, x, dw); break;
-  }
+  backward_weight_direct_isa(g, dy, x, dw);
   bias_grad(g, dy, db);
 }
 
 void backward_weight_direct_n(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,
                               float* db) {
-  switch (simd_level()) {
-#if CONVFORGE_ARCH_X86
-    case SimdLevel::AVX512: backward_weight_direct_n_avx512(g, dy, x, dw); break;
-    case SimdLevel::AVX2: backward_weight_direct_n_avx2(g, dy, x, dw); break;
-#endif
-#if CONVFORGE_ARCH_ARM64
-    case SimdLevel::NEON: backward_weight_direct_n_neon(g, dy, x, dw); break;
-#endif
-    default: backward_weight_direct_n_scalar(g, dy, x, dw); break;
-  }
+  backward_weight_direct_n_isa(g, dy, x, dw);
   bias_grad(g, dy, db);
 }
 
@@ -97,16 +91,7 @@ bool backward_data_direct_n_applies(const Conv2dGeometry& g) {
 // Strided layers: im2col + col2im.
 void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
   if (!backward_data_direct_n_applies(g)) return backward_data_im2col(g, dy, w, dx);
-  switch (simd_level()) {
-#if CONVFORGE_ARCH_X86
-    case SimdLevel::AVX512: return backward_data_direct_n_avx512(g, dy, w, dx);
-    case SimdLevel::AVX2: return backward_data_direct_n_avx2(g, dy, w, dx);
-#endif
-#if CONVFORGE_ARCH_ARM64
-    case SimdLevel::NEON: return backward_data_direct_n_neon(g, dy, w, dx);
-#endif
-    default: return backward_data_direct_n_scalar(g, dy, w, dx);
-  }
+  CF_ISA_CALL(backward_data_direct_n, g, dy, w, dx)
 }
 
 // auto's choices. Measurements: docs/cpu_tuning.md (1 thread: Zen 4 AVX-512, Zen 3 AVX2; the

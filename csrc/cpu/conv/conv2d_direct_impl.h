@@ -274,6 +274,34 @@ inline void direct_forward_klanes(const convforge::Conv2dGeometry& g, const floa
 // share out the (group, filter block, tap block) items, so no partial dW is needed. For small
 // layers (LeNet) where packing col^T for the GEMM costs more than the products.
 typedef float BwVec __attribute__((vector_size(CF_BW_V * sizeof(float))));
+typedef BwVec BwBlock[CF_BW_KB][CF_BW_TB];
+
+// One step of the weight gradient's register block: KB dy vectors (at dyp + ko[i]) times TB x
+// vectors (at xp + to[j]), one vector FMA each.
+inline void bw_step(BwBlock& acc, const float* dyp, const int64_t* ko, const float* xp,
+                    const int64_t* to) {
+  BwVec dv[CF_BW_KB], xv[CF_BW_TB];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < CF_BW_KB; ++i) __builtin_memcpy(&dv[i], dyp + ko[i], sizeof(BwVec));
+#pragma GCC unroll 8
+  for (int64_t j = 0; j < CF_BW_TB; ++j) __builtin_memcpy(&xv[j], xp + to[j], sizeof(BwVec));
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < CF_BW_KB; ++i)
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < CF_BW_TB; ++j) acc[i][j] += dv[i] * xv[j];
+}
+
+// Adds the lanes of acc[i][j] into dw[i * ld + j] for i < kn, j < tn.
+inline void bw_sum(const BwBlock& acc, int64_t kn, int64_t tn, float* dw, int64_t ld) {
+  for (int64_t i = 0; i < kn; ++i)
+    for (int64_t j = 0; j < tn; ++j) {
+      alignas(64) float lanes[CF_BW_V];
+      __builtin_memcpy(lanes, &acc[i][j], sizeof lanes);
+      float sum = 0.0f;
+      for (int64_t l = 0; l < CF_BW_V; ++l) sum += lanes[l];
+      dw[i * ld + j] += sum;
+    }
+}
 
 inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const float* dy,
                                    const float* x, float* dw) {
@@ -350,7 +378,7 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
             int64_t to[TB], ko[KB];
             for (int64_t j = 0; j < TB; ++j) to[j] = off[c0 + direct_min(j, tn - 1)];
             for (int64_t i = 0; i < KB; ++i) ko[i] = (grp * Kg + k0 + direct_min(i, kn - 1)) * Tv;
-            BwVec acc[KB][TB];
+            BwBlock acc;
 #pragma GCC unroll 8
             for (int64_t i = 0; i < KB; ++i)
 #pragma GCC unroll 8
@@ -358,28 +386,9 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
             for (int64_t n = u0; n < ne; ++n) {
               const float* xi = xp + n * ximg + grp * Cg * Hp * Wp;
               const float* di = dyp + n * dyimg;
-              for (int64_t t = ta; t < tz; t += V) {
-                BwVec dv[KB], xv[TB];
-#pragma GCC unroll 8
-                for (int64_t i = 0; i < KB; ++i)
-                  __builtin_memcpy(&dv[i], di + ko[i] + t, sizeof(BwVec));
-#pragma GCC unroll 8
-                for (int64_t j = 0; j < TB; ++j)
-                  __builtin_memcpy(&xv[j], xi + to[j] + t, sizeof(BwVec));
-#pragma GCC unroll 8
-                for (int64_t i = 0; i < KB; ++i)
-#pragma GCC unroll 8
-                  for (int64_t j = 0; j < TB; ++j) acc[i][j] += dv[i] * xv[j];
-              }
+              for (int64_t t = ta; t < tz; t += V) bw_step(acc, di + t, ko, xi + t, to);
             }
-            for (int64_t i = 0; i < kn; ++i)
-              for (int64_t j = 0; j < tn; ++j) {
-                alignas(64) float lanes[V];
-                __builtin_memcpy(lanes, &acc[i][j], sizeof lanes);
-                float sum = 0.0f;
-                for (int64_t l = 0; l < V; ++l) sum += lanes[l];
-                dw[(grp * Kg + k0 + i) * CRS + c0 + j] += sum;
-              }
+            bw_sum(acc, kn, tn, dw + (grp * Kg + k0) * CRS + c0, CRS);
           }
         }
     }  // (implicit barrier: the next chunk's copies overwrite xp and dyp)
@@ -459,7 +468,7 @@ inline void direct_n_item(const convforge::Conv2dGeometry& g, const DirectNShape
   int64_t to[TB], ko[KB];
   for (int64_t j = 0; j < TB; ++j) to[j] = grp * d.Cg * d.HWp * V + off[c0 + direct_min(j, tn - 1)];
   for (int64_t i = 0; i < KB; ++i) ko[i] = (grp * d.Kg + k0 + direct_min(i, kn - 1)) * d.PQ * V;
-  BwVec acc[KB][TB];
+  BwBlock acc;
 #pragma GCC unroll 8
   for (int64_t i = 0; i < KB; ++i)
 #pragma GCC unroll 8
@@ -468,26 +477,9 @@ inline void direct_n_item(const convforge::Conv2dGeometry& g, const DirectNShape
     for (int64_t p = 0; p < g.P; ++p) {
       const float* xr = xb + b * d.xblk + p * sh;
       const float* dr = dyb + b * d.dyblk + p * g.Q * V;
-      for (int64_t q = 0; q < g.Q; ++q) {
-        BwVec dv[KB], xv[TB];
-#pragma GCC unroll 8
-        for (int64_t i = 0; i < KB; ++i) __builtin_memcpy(&dv[i], dr + ko[i] + q * V, sizeof(BwVec));
-#pragma GCC unroll 8
-        for (int64_t j = 0; j < TB; ++j) __builtin_memcpy(&xv[j], xr + to[j] + q * sw, sizeof(BwVec));
-#pragma GCC unroll 8
-        for (int64_t i = 0; i < KB; ++i)
-#pragma GCC unroll 8
-          for (int64_t j = 0; j < TB; ++j) acc[i][j] += dv[i] * xv[j];
-      }
+      for (int64_t q = 0; q < g.Q; ++q) bw_step(acc, dr + q * V, ko, xr + q * sw, to);
     }
-  for (int64_t i = 0; i < kn; ++i)
-    for (int64_t j = 0; j < tn; ++j) {
-      alignas(64) float lanes[V];
-      __builtin_memcpy(lanes, &acc[i][j], sizeof lanes);
-      float sum = 0.0f;
-      for (int64_t l = 0; l < V; ++l) sum += lanes[l];
-      dw[(grp * d.Kg + k0 + i) * d.CRS + c0 + j] += sum;
-    }
+  bw_sum(acc, kn, tn, dw + (grp * d.Kg + k0) * d.CRS + c0, d.CRS);
 }
 
 inline void direct_backward_weight_n(const convforge::Conv2dGeometry& g, const float* dy,
