@@ -510,11 +510,12 @@ inline void direct_backward_weight_n(const convforge::Conv2dGeometry& g, const f
   if (nthreads > 1 && nunits >= 2 * nthreads) {
     // Whole units per thread, each into its own partial dW (the calling thread's ConvWeight
     // scratch holds them all), then one sum.
+    // (All zeroed here: the runtime may give a smaller team, and the sum reads every partial.)
     float* partial = thread_scratch(ScratchSlot::ConvWeight, nthreads * wsize);
+    for (int64_t i = 0; i < nthreads * wsize; ++i) partial[i] = 0.0f;
 #pragma omp parallel num_threads(nthreads) firstprivate(team_float_mode)
     {
       float* pw = partial + omp_get_thread_num() * wsize;
-      for (int64_t i = 0; i < wsize; ++i) pw[i] = 0.0f;
       float* xb = thread_scratch(ScratchSlot::ConvCol, d.unit * d.xblk);
       float* dyb = thread_scratch(ScratchSlot::ConvPartial, d.unit * d.dyblk);
 #pragma omp for schedule(static)
