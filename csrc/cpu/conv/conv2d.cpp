@@ -7,6 +7,7 @@
 
 #include "cpu/conv/conv2d_internal.h"
 #include "cpu/cpu_features.h"
+#include "cpu/machine.h"
 
 namespace convforge::cpu {
 namespace conv_detail {
@@ -82,6 +83,11 @@ void backward_weight_direct_n(const Conv2dGeometry& g, const float* dy, const fl
                               float* db) {
   backward_weight_direct_n_isa(g, dy, x, dw);
   bias_grad(g, dy, db);
+}
+
+int64_t direct_n_unit_floats() {
+  const int64_t l2 = machine().l2_bytes;
+  return (l2 > 0 ? l2 : int64_t(512) << 10) / 2 / int64_t(sizeof(float));
 }
 
 bool backward_data_direct_n_applies(const Conv2dGeometry& g) {
@@ -162,8 +168,8 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 // N=64: 16->32 at 8x8 1.00 / 1.23 / 2.40, N=128 64->64 at 16x16 37 / 59 / 51; left out:
 // 128->128 at 8x8 (1152 taps) 25 / 41 / 23, 256->256 at 4x4 61 / 51 / 30, 3->32 at 32x32
 // 4.3 / 3.6 / -, AlexNet conv1 N=16 77 / - / 38-42 (copies of 227-wide images). The copies of
-// one block of images must stay within 2 MiB: ResNet's res3_proj_s2 N=8 (1x1 stride 2 over
-// 256 x 56 x 56, 25 MiB a block) took 309 ms against 39 (implicit).
+// one block of images must stay within 4x the L2 (2 MiB on Zen 3): ResNet's res3_proj_s2 N=8
+// (1x1 stride 2 over 256 x 56 x 56, 25 MiB a block) took 309 ms against 39 (implicit).
 namespace {
 // Images per vector of direct_n (CF_BW_V of each ISA's conv2d_direct*.cpp).
 int64_t batch_lanes() {
@@ -176,7 +182,7 @@ BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
   const int64_t copies = (g.C * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) +
                           g.K * g.P * g.Q) * V;  // direct_n's copies of one block of images
   if (g.N >= V && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576 &&
-      copies <= (int64_t(1) << 19))
+      copies <= 8 * direct_n_unit_floats())  // 4x the L2: 2 MiB on Zen 3
     return backward_weight_direct_n;
   if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return backward_weight_im2col;
   const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;

@@ -403,7 +403,7 @@ inline void direct_backward_weight(const convforge::Conv2dGeometry& g, const flo
 // kernel above also multiplies the Wp - Q columns past each output row (29% of LeNet c3's
 // products) and takes stride 1 only; this one takes any stride and dilation. Same register
 // block (KB filters x TB taps) and work items as above. The blocks are taken a unit (a few
-// blocks whose copies stay in L2) at a time, and each unit ends with the items' horizontal
+// blocks whose copies fit half the L2: direct_n_unit_floats) at a time, and each unit ends with the items' horizontal
 // sums. With several threads and at least two units per thread, each thread takes whole units
 // (its own copies, in its own core's L2) into a private dW, summed at the end; otherwise the
 // threads share out each unit's copies and items (2 threads, interleaved, ms, units per
@@ -493,8 +493,8 @@ inline void direct_backward_weight_n(const convforge::Conv2dGeometry& g, const f
   d.PQ = g.P * g.Q, d.HWp = d.Hp * d.Wp;
   d.xblk = g.C * d.HWp * d.V, d.dyblk = g.K * d.PQ * d.V;
   d.nblocks = (g.N + d.V - 1) / d.V;
-  // Blocks per unit: the unit's copies within ~256 KiB (L2), at least one.
-  d.unit = direct_max(1, direct_min(d.nblocks, (int64_t(1) << 16) / (d.xblk + d.dyblk)));
+  // Blocks per unit: the unit's copies within half the L2, at least one.
+  d.unit = direct_max(1, direct_min(d.nblocks, direct_n_unit_floats() / (d.xblk + d.dyblk)));
   d.kblocks = (d.Kg + CF_BW_KB - 1) / CF_BW_KB, d.tblocks = (d.CRS + CF_BW_TB - 1) / CF_BW_TB;
   d.items = g.groups * d.kblocks * d.tblocks;
   const int64_t nunits = (d.nblocks + d.unit - 1) / d.unit, chans = g.C + g.K, wsize = g.w_size();
@@ -566,7 +566,7 @@ inline void direct_backward_data_n(const convforge::Conv2dGeometry& g, const flo
   const int64_t L = direct_max(0, (g.S - 1) * g.dilation_w - g.pad_left);
   const int64_t Qp = L + direct_max(g.Q, Wr + g.pad_left);
   const int64_t dyblk = g.K * g.P * Qp * V, nblocks = (g.N + V - 1) / V;
-  const int64_t unit = direct_max(1, direct_min(nblocks, (int64_t(1) << 16) / dyblk));
+  const int64_t unit = direct_max(1, direct_min(nblocks, direct_n_unit_floats() / dyblk));
   const int64_t cblocks = (Cg + CB - 1) / CB, per_block = g.groups * cblocks * g.H;
   const bool threaded = !omp_in_parallel() && g.macs() > (int64_t(1) << 17);
   float* dyb = thread_scratch(ScratchSlot::ConvPartial, unit * dyblk);

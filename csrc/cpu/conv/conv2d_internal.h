@@ -96,6 +96,9 @@ void backward_weight_direct_n_avx512(const Conv2dGeometry& g, const float* dy, c
 void backward_weight_direct_n_neon(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw);
 // direct_n's input gradient (stride 1; conv2d_direct_impl.h), per ISA.
+// Floats of image-block copies direct_n takes per unit (half this CPU's L2, from the machine
+// description; 256 KiB where the L2 size is unknown).
+int64_t direct_n_unit_floats();
 bool backward_data_direct_n_applies(const Conv2dGeometry& g);
 void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
 void backward_data_direct_n_scalar(const Conv2dGeometry& g, const float* dy, const float* w,
