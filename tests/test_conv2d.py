@@ -175,6 +175,26 @@ def test_tiled_backward_large_image(rng):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+def test_batched_im2col_input_gradient_tiles_cross_images(rng, threads):
+    """Small images go through im2col's input gradient as one GEMM over the batch's columns:
+    C*R*S = 4608 rows leave a tile of 227 columns (4 MiB), so with 3 x 3 outputs (9 columns an
+    image, stride 2) tiles end inside images, and micro-panels of B straddle two images."""
+    x, w = randn(rng, 30, 512, 5, 5), randn(rng, 6, 512, 3, 3)
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(xt, wt, None, stride=2, padding=1)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    previous = F.get_num_threads()
+    F.set_num_threads(threads)
+    try:
+        gx, _, _ = F.conv2d_backward(gy, x, w, stride=2, padding=1, algo="im2col",
+                                     output_mask=(True, False, False))
+    finally:
+        F.set_num_threads(previous)
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_batch_gemm_segments(rng, threads):
     """The implicit GEMM over a whole batch: micro-tiles that straddle two images (P*Q = 49 is
     not a multiple of the 32-column tile) in K blocks after the first (C*R*S = 360 > KC), with

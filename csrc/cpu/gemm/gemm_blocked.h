@@ -99,15 +99,18 @@ struct DenseMatrix {
   bool trans;
 };
 PackA pack_a_dense(const DenseMatrix* m);
-// A matrix whose columns come in segments (one per image): element (i, j) is
-// data[(j / seg_cols) * seg_stride + i * ld + j % seg_cols]. The A operand of a batched
-// convolution's weight gradient (dy viewed as K x N*P*Q).
+// A matrix whose columns come in segments (one per image): element (i, j) is, with
+// J = col0 + j, data[(J / seg_cols) * seg_stride + i * ld + J % seg_cols]. dy viewed as
+// K x N*P*Q: the A operand of a batched convolution's weight gradient, the B operand of its
+// input gradient through im2col (col0: the first column of the tile).
 struct SegmentedMatrix {
   const float* data;
   int64_t ld, seg_cols, seg_stride;
+  int64_t col0 = 0;
 };
 PackA pack_a_segmented(const SegmentedMatrix* m);
 PackB pack_b_dense(const DenseMatrix* m);
+PackB pack_b_segmented(const SegmentedMatrix* m);
 
 // Where the columns of C live. Plain GEMM: column j of row i is C[i*ldc + j]. A convolution
 // over a batch computes one GEMM whose columns are (image, output position) pairs, and C's

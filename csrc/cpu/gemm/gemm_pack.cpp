@@ -169,7 +169,7 @@ void pack_a_seg(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc,
   for (int64_t ip = 0; ip < mi; ip += mr, dst += kc * mr) {
     const int64_t rows = mi - ip < mr ? mi - ip : mr;
     for (int64_t j = k0; j < k0 + kc;) {
-      const int64_t seg = j / a.seg_cols, js = j % a.seg_cols;
+      const int64_t seg = (a.col0 + j) / a.seg_cols, js = (a.col0 + j) % a.seg_cols;
       const int64_t len = a.seg_cols - js < k0 + kc - j ? a.seg_cols - js : k0 + kc - j;
       const float* src = a.data + seg * a.seg_stride + (i0 + ip) * a.ld + js;
       pack_a_panel(src, a.ld, len, rows, mr, dst + (j - k0) * mr);
@@ -178,8 +178,28 @@ void pack_a_seg(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc,
   }
 }
 
+// Rows [k0, k0+kc) x columns [j0, j0+nj) of a SegmentedMatrix -> micro-panels of nr columns:
+// row by row (as copy_panels), each row's pieces split where a segment or a panel ends.
+void pack_b_seg(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
+                float* dst) {
+  const auto& b = *static_cast<const SegmentedMatrix*>(ctx);
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t j = 0; j < nj;) {
+      const int64_t J = b.col0 + j0 + j, seg = J / b.seg_cols, js = J % b.seg_cols;
+      int64_t len = b.seg_cols - js;
+      if (nr - j % nr < len) len = nr - j % nr;
+      if (nj - j < len) len = nj - j;
+      std::memcpy(dst + (j / nr) * kc * nr + k * nr + j % nr,
+                  b.data + seg * b.seg_stride + (k0 + k) * b.ld + js, sizeof(float) * len);
+      j += len;
+    }
+    for (int64_t j = nj; j % nr != 0; ++j) dst[(j / nr) * kc * nr + k * nr + j % nr] = 0.0f;
+  }
+}
+
 }  // namespace
 
+PackB pack_b_segmented(const SegmentedMatrix* m) { return PackB{pack_b_seg, m}; }
 PackA pack_a_segmented(const SegmentedMatrix* m) { return PackA{pack_a_seg, m}; }
 PackA pack_a_dense(const DenseMatrix* m) { return PackA{pack_a, m}; }
 PackB pack_b_dense(const DenseMatrix* m) { return PackB{pack_b, m}; }
