@@ -76,28 +76,7 @@ void pack_a_panel(const float* src, int64_t ld, int64_t kc, int64_t rows, int64_
   }
 }
 
-// op(A)[i0:i0+mi, k0:k0+kc] -> micro-panels of mr rows, k-major.
-void pack_a(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
-            float* dst) {
-  const auto& a = *static_cast<const DenseMatrix*>(ctx);
-  for (int64_t ip = 0; ip < mi; ip += mr, dst += kc * mr) {
-    const int64_t rows = mi - ip < mr ? mi - ip : mr;
-    if (a.trans) {
-      // op(A)[i][k] = A[k][i]: each k gives `rows` contiguous values.
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = a.data + (k0 + k) * a.ld + i0 + ip;
-        float* d = dst + k * mr;
-        int64_t ii = 0;
-        for (; ii < rows; ++ii) d[ii] = src[ii];
-        for (; ii < mr; ++ii) d[ii] = 0.0f;
-      }
-      continue;
-    }
-    pack_a_panel(a.data + (i0 + ip) * a.ld + k0, a.ld, kc, rows, mr, dst);
-  }
-}
-
-// kc rows of a row-major B (rows `ld` apart) -> `panels` whole micro-panels of NR columns:
+// kc rows of a row-major matrix (rows `ld` apart) -> `panels` whole micro-panels of NR columns:
 // row by row, each row read in order and its NR-float pieces sent to their panels. Panel by
 // panel (kc rows of 64 bytes, 12.5 KB apart at N = 3136: a new page for every line) the copy
 // ran at 7 GB/s on Zen 3 and took 39% of a 64x3136x576 GEMM; row by row, 22 GB/s.
@@ -106,6 +85,50 @@ void copy_panels(const float* src, int64_t ld, int64_t kc, int64_t panels, float
   for (int64_t k = 0; k < kc; ++k)
     for (int64_t p = 0; p < panels; ++p)  // a constant size: inlined vector moves
       std::memcpy(dst + p * kc * NR + k * NR, src + k * ld + p * NR, sizeof(float) * NR);
+}
+
+// As panels_from_rows, for any width (the last, partial panel).
+void panels_from_rows_any(const float* src, int64_t ld, int64_t kc, int64_t n, int64_t w,
+                          float* dst) {
+  for (int64_t jp = 0; jp < n; jp += w, dst += kc * w) {
+    const int64_t cols = n - jp < w ? n - jp : w;
+    for (int64_t k = 0; k < kc; ++k) {
+      std::memcpy(dst + k * w, src + k * ld + jp, sizeof(float) * cols);
+      for (int64_t jj = cols; jj < w; ++jj) dst[k * w + jj] = 0.0f;
+    }
+  }
+}
+
+// kc rows of n values (ld apart) -> ceil(n / w) micro-panels of w values per row, zero past n:
+// the whole panels with a constant width (the micro-kernels' MR and NR), then the last one.
+// B as it is stored, and a transposed A (op(A)[i][k] = A[k][i]; read panel by panel, the
+// filters of an input gradient, W^T, hopped a page per k and took 19% of VGG conv4_2's).
+void panels_from_rows(const float* src, int64_t ld, int64_t kc, int64_t n, int64_t w,
+                      float* dst) {
+  const int64_t whole = n / w;
+  switch (w) {
+    case 4: copy_panels<4>(src, ld, kc, whole, dst); break;
+    case 6: copy_panels<6>(src, ld, kc, whole, dst); break;
+    case 8: copy_panels<8>(src, ld, kc, whole, dst); break;
+    case 12: copy_panels<12>(src, ld, kc, whole, dst); break;
+    case 14: copy_panels<14>(src, ld, kc, whole, dst); break;
+    case 16: copy_panels<16>(src, ld, kc, whole, dst); break;
+    case 32: copy_panels<32>(src, ld, kc, whole, dst); break;
+    default: return panels_from_rows_any(src, ld, kc, n, w, dst);
+  }
+  if (whole * w < n)
+    panels_from_rows_any(src + whole * w, ld, kc, n - whole * w, w, dst + whole * kc * w);
+}
+
+// op(A)[i0:i0+mi, k0:k0+kc] -> micro-panels of mr rows, k-major.
+void pack_a(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc, int64_t mr,
+            float* dst) {
+  const auto& a = *static_cast<const DenseMatrix*>(ctx);
+  if (a.trans) return panels_from_rows(a.data + k0 * a.ld + i0, a.ld, kc, mi, mr, dst);
+  for (int64_t ip = 0; ip < mi; ip += mr, dst += kc * mr) {
+    const int64_t rows = mi - ip < mr ? mi - ip : mr;
+    pack_a_panel(a.data + (i0 + ip) * a.ld + k0, a.ld, kc, rows, mr, dst);
+  }
 }
 
 // Four rows of kc values (ld apart) -> dst[k * nr + 0..3] for every k: 4 x 4 transposes, four
@@ -127,24 +150,7 @@ void transpose_rows4(const float* src, int64_t ld, int64_t kc, int64_t nr, float
 void pack_b(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
             float* dst) {
   const auto& b = *static_cast<const DenseMatrix*>(ctx);
-  if (!b.trans) {
-    // The whole panels first, with a constant row width (the micro-kernels' NR), then the
-    // last, partial one.
-    const float* src = b.data + k0 * b.ld + j0;
-    const int64_t whole = (nr == 16 || nr == 32 || nr == 12) ? nj / nr : 0;
-    if (nr == 16) copy_panels<16>(src, b.ld, kc, whole, dst);
-    if (nr == 32) copy_panels<32>(src, b.ld, kc, whole, dst);
-    if (nr == 12) copy_panels<12>(src, b.ld, kc, whole, dst);
-    for (int64_t jp = whole * nr; jp < nj; jp += nr) {
-      const int64_t cols = nj - jp < nr ? nj - jp : nr;
-      float* d = dst + (jp / nr) * kc * nr;
-      for (int64_t k = 0; k < kc; ++k) {
-        std::memcpy(d + k * nr, src + k * b.ld + jp, sizeof(float) * cols);
-        for (int64_t jj = cols; jj < nr; ++jj) d[k * nr + jj] = 0.0f;
-      }
-    }
-    return;
-  }
+  if (!b.trans) return panels_from_rows(b.data + k0 * b.ld + j0, b.ld, kc, nj, nr, dst);
   for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr) {
     const int64_t cols = nj - jp < nr ? nj - jp : nr;
     // op(B)[k][j] = B[j][k]: four source rows at a time through 4 x 4 transposes, the rest
