@@ -12,24 +12,6 @@
 namespace convforge::cpu {
 namespace conv_detail {
 
-// Calls this CPU's build of a direct kernel (conv2d_direct{,_avx2,_avx512,_neon}.cpp: one
-// source, compiled once per ISA): name_avx512, name_avx2, name_neon or name_scalar.
-#if CONVFORGE_ARCH_X86
-#define CF_ISA_CALL(name, ...)                                                  \
-  switch (simd_level()) {                                                      \
-    case SimdLevel::AVX512: return name##_avx512(__VA_ARGS__);                 \
-    case SimdLevel::AVX2: return name##_avx2(__VA_ARGS__);                     \
-    default: return name##_scalar(__VA_ARGS__);                                \
-  }
-#elif CONVFORGE_ARCH_ARM64
-#define CF_ISA_CALL(name, ...)                                                  \
-  switch (simd_level()) {                                                      \
-    case SimdLevel::NEON: return name##_neon(__VA_ARGS__);                     \
-    default: return name##_scalar(__VA_ARGS__);                                \
-  }
-#else
-#define CF_ISA_CALL(name, ...) return name##_scalar(__VA_ARGS__);
-#endif
 
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu) {
@@ -207,6 +189,10 @@ void backward_data_direct_k(const Conv2dGeometry& g, const float* dy, const floa
 void backward_data_winograd(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
   backward_data_transposed(g, dy, w, dx, forward_winograd);
 }
+void backward_data_winograd_4x4(const Conv2dGeometry& g, const float* dy, const float* w,
+                                float* dx) {
+  backward_data_transposed(g, dy, w, dx, forward_winograd_4x4);
+}
 bool backward_data_winograd_applies(const Conv2dGeometry& g) {
   return backward_data_implicit_applies(g) && winograd_applies(g);
 }
@@ -241,6 +227,7 @@ BackwardDataFn backward_data_auto_choice(const Conv2dGeometry& g) {
   if (f == forward_direct) return backward_data_direct;
   if (f == forward_direct_k) return backward_data_direct_k;
   if (f == forward_winograd) return backward_data_winograd;
+  if (f == forward_winograd_4x4) return backward_data_winograd_4x4;
   const int64_t PQ = g.P * g.Q;
   if (g.groups == 1 && ((g.R * g.S == 1 && PQ >= 196) || PQ >= 729)) return backward_data_im2col;
   return backward_data_implicit;
@@ -280,6 +267,12 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
         "blocked GEMMs over tile chunks (2.25x fewer multiply-adds); other layers: implicit",
         "cpu/conv/conv2d_winograd.cpp", "3x3, stride 1, dilation 1 (else implicit)"},
        forward_winograd, winograd_applies},
+      {{"winograd_4x4", "production",
+        "Winograd F(4x4,3x3) for 3x3 stride-1 layers: 6x6 transforms around 36 blocked GEMMs "
+        "over tile chunks (4x fewer multiply-adds; larger transform constants, about 4x "
+        "F(2x2,3x3)'s rounding error); other layers: implicit",
+        "cpu/conv/conv2d_winograd.cpp", "3x3, stride 1, dilation 1 (else implicit)"},
+       forward_winograd_4x4, winograd_applies},
       {{"auto", "production",
         "im2col for 1x1 layers with >= 196 output positions; direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
         "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
@@ -334,6 +327,12 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "implicit's path). Weight: the implicit GEMM",
         "cpu/conv/conv2d_winograd.cpp", "data: 3x3, stride 1, dilation 1; weight: implicit's"},
        backward_data_winograd, backward_weight_implicit, backward_data_winograd_applies, never},
+      {{"winograd_4x4", "production",
+        "data: the transposed forward through Winograd F(4x4,3x3) (3x3 stride-1 layers; else "
+        "implicit's path). Weight: the implicit GEMM",
+        "cpu/conv/conv2d_winograd.cpp", "data: 3x3, stride 1, dilation 1; weight: implicit's"},
+       backward_data_winograd_4x4, backward_weight_implicit, backward_data_winograd_applies,
+       never},
       {{"auto", "production",
         "data: direct_n for stride 1, >= 1 vector of images and <= 6 input channels per group; "
         "strided: im2col; stride 1: the transposed forward through auto's forward choice, "

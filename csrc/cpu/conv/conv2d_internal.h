@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/geometry.h"
+#include "cpu/cpu_features.h"
 #include "cpu/kernel_info.h"
 
 namespace convforge::cpu::conv_detail {
@@ -18,6 +19,40 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, c
                       float* y, bool relu);
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu);
+// Calls this CPU's build of a kernel (conv2d_direct{,_avx2,_avx512,_neon}.cpp and
+// conv2d_winograd*.cpp: one source, compiled once per ISA): name_avx512, name_avx2, name_neon or name_scalar.
+#if CONVFORGE_ARCH_X86
+#define CF_ISA_CALL(name, ...)                                                  \
+  switch (simd_level()) {                                                      \
+    case SimdLevel::AVX512: return name##_avx512(__VA_ARGS__);                 \
+    case SimdLevel::AVX2: return name##_avx2(__VA_ARGS__);                     \
+    default: return name##_scalar(__VA_ARGS__);                                \
+  }
+#elif CONVFORGE_ARCH_ARM64
+#define CF_ISA_CALL(name, ...)                                                  \
+  switch (simd_level()) {                                                      \
+    case SimdLevel::NEON: return name##_neon(__VA_ARGS__);                     \
+    default: return name##_scalar(__VA_ARGS__);                                \
+  }
+#else
+#define CF_ISA_CALL(name, ...) return name##_scalar(__VA_ARGS__);
+#endif
+
+// The entry point of one ISA's build of conv2d_winograd_impl.h: F(m x m, 3x3), m = 2 or 4.
+#define CF_WINOGRAD_ENTRY_POINTS(isa)                                                          \
+  void forward_winograd_tiles_##isa(int m, const Conv2dGeometry& g, const float* x,          \
+                                    const float* w, const float* bias, float* y, bool relu) { \
+    if (m == 4) return forward_winograd_m<4>(g, x, w, bias, y, relu);                         \
+    forward_winograd_m<2>(g, x, w, bias, y, relu);                                             \
+  }
+#define CF_DECLARE_WINOGRAD(isa)                                                           \
+  void forward_winograd_tiles_##isa(int m, const Conv2dGeometry& g, const float* x,      \
+                                    const float* w, const float* bias, float* y, bool relu);
+CF_DECLARE_WINOGRAD(scalar)
+CF_DECLARE_WINOGRAD(avx2)
+CF_DECLARE_WINOGRAD(avx512)
+CF_DECLARE_WINOGRAD(neon)
+
 // The direct kernel per ISA (conv2d_direct*.cpp, one source compiled once per ISA).
 // The entry points of one ISA's build of conv2d_direct_impl.h (conv2d_direct{,_avx2,_avx512,_neon}.cpp),
 // which calls the kernels of its own anonymous namespace.
@@ -52,13 +87,16 @@ void forward_direct_avx512(const Conv2dGeometry& g, const float* x, const float*
 void forward_direct_neon(const Conv2dGeometry& g, const float* x, const float* w,
                          const float* bias, float* y, bool relu);
 
-// Winograd F(2x2, 3x3) (conv2d_winograd.cpp); other layers go to forward_implicit.
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv2d_winograd.cpp); other layers (and inputs with
+// an Inf or NaN) go to forward_implicit.
 bool winograd_applies(const Conv2dGeometry& g);
 // Whether n floats are all finite (kernels that would mix an Inf or NaN into other outputs,
 // or multiply it by padding zeros, hand such inputs to the implicit GEMM).
 bool all_finite(const float* p, int64_t n);
 void forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu);
+void forward_winograd_4x4(const Conv2dGeometry& g, const float* x, const float* w,
+                          const float* bias, float* y, bool relu);
 // direct_k: vectorised along the filters (conv2d_direct_impl.h), per ISA.
 void forward_direct_k(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu);
