@@ -232,16 +232,44 @@ def test_direct_weight_grad_image_chunks(rng):
     assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL
 
 
+@pytest.mark.parametrize("algo", ["winograd", "winograd_4x4"])
 @pytest.mark.parametrize("shape", [(1, 512, 14), (2, 64, 9), (1, 256, 5)])
-def test_winograd_vgg_sizes(rng, shape):
-    """Winograd F(2x2,3x3) at VGG channel counts (long sums over C) and odd output sizes
-    (clipped 2x2 blocks), with bias and the fused relu."""
+def test_winograd_vgg_sizes(rng, shape, algo):
+    """Winograd F(2x2,3x3) and F(4x4,3x3) at VGG channel counts (long sums over C) and odd
+    output sizes (clipped blocks), with bias and the fused relu."""
     n, c, h = shape
     x, w, b = randn(rng, n, c, h, h), randn(rng, c, c, 3, 3), randn(rng, c)
     ref = torch.nn.functional.conv2d(_torch(x), _torch(w), _torch(b), padding=1).detach().numpy()
-    assert rel_error(F.conv2d(x, w, b, padding=1, algo="winograd"), ref) <= FWD_TOL
+    assert rel_error(F.conv2d(x, w, b, padding=1, algo=algo), ref) <= FWD_TOL
     geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, 1, 1, 1)
-    assert rel_error(_C.conv2d_forward(x, w, b, geom, "winograd", True), np.maximum(ref, 0)) <= FWD_TOL
+    assert rel_error(_C.conv2d_forward(x, w, b, geom, algo, True), np.maximum(ref, 0)) <= FWD_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("algo", ["winograd", "winograd_4x4"])
+def test_winograd_chunks_and_row_groups(rng, algo, threads):
+    """Several chunks of tile rows (at most 256 tiles each) and, within a chunk, groups of tile
+    rows whose last one is partial: 3 images of 38 x 39 outputs (F(4x4): 10 x 10 tiles an image,
+    chunks of 25 and 5 tile rows, groups of 11, 11 and 3 rows; both sizes clip the last tiles),
+    asymmetric padding, bias and relu; forward and the input gradient (the transposed
+    forward)."""
+    x, w, b = randn(rng, 3, 5, 37, 39), randn(rng, 7, 5, 3, 3), randn(rng, 7)
+    pad = (1, 1, 2, 1)  # left, right, top, bottom
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, pad), wt, _torch(b))
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    previous = F.get_num_threads()
+    F.set_num_threads(threads)
+    try:
+        y = F.conv2d(x, w, b, padding=(2, 1, 1, 1), algo=algo)
+        gx, _, _ = F.conv2d_backward(gy, x, w, padding=(2, 1, 1, 1), algo=algo,
+                                     output_mask=(True, False, False))
+    finally:
+        F.set_num_threads(previous)
+    assert y.shape == tuple(yt.shape)
+    assert rel_error(y, yt.detach().numpy()) <= FWD_TOL
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
 
 
 def test_unknown_algo(rng):

@@ -6,6 +6,11 @@ using gemm_detail::thread_scratch;
 
 constexpr int64_t kBudget = int64_t(1) << 22;  // floats of V + M per chunk (16 MiB)
 constexpr int64_t kLanes = 128;  // tiles per pass of the input and output transforms
+// At most this many tiles per chunk: V and M (a^2 x (C + K) x tiles) then stay near the caches
+// for few channels. Zen 3, F(4x4,3x3), 64 -> 64 at 56 x 56 N=8 and 128 -> 128 at 28 x 28
+// N=8: 19.7 / 15.4 ms with 160 tiles against 20.8 / 21.4 with the 16 MiB budget's 910 / 455;
+// 256 -> 256 at 56 x 56 (227 tiles by the budget) and 512 -> 512 (113) alike within noise.
+constexpr int64_t kMaxTiles = 256;
 
 template <int m>
 struct WinogradMatrices;
@@ -62,7 +67,8 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
   const int64_t tiles = g.N * per_image;
   if (tiles == 0) return;
   const int64_t tc =
-      std::max(tw, std::min(tiles, std::max<int64_t>(64, kBudget / (a2 * (C + K)))) / tw * tw);
+      std::max(tw, std::min({tiles, kMaxTiles, std::max<int64_t>(64, kBudget / (a2 * (C + K)))}) /
+                       tw * tw);
   const bool par = !omp_in_parallel();
 
   // U[xi][c][k] = (G g G^T)[xi], vectorised along k: the taps of filters (., c) are first laid
@@ -107,7 +113,8 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
   const int64_t tw1 = tw + 1;
   const int64_t rows_per_group = std::max<int64_t>(1, kLanes / tw1);
   const int64_t span = rows_per_group * tw1;  // one group's (padded) tiles
-  const int64_t in_scratch = (a * m + a * a + a) * span;  // phases, B^T d, a rows of V
+  // phases, B^T d, a rows of V, a padded input row
+  const int64_t in_scratch = (a * m + a * a + a) * span + m * tw1;
   const int64_t out_scratch = (m * a + m) * rows_per_group * tw;  // A^T M, m output phases
   const int64_t buf_floats = std::max(in_scratch, out_scratch);
   if (!par) thread_scratch(ScratchSlot::ConvPartial2, buf_floats);
@@ -120,6 +127,7 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
       float* ph = buf;               // a rows x m phases x span
       float* bd = ph + a * m * span;  // B^T d: a rows (l) x a columns (b) x span
       float* vr = bd + a * a * span;  // one row l of (B^T d) B: a x span
+      float* prow = vr + a * span;     // one padded input row: m * tw1
 #pragma omp for schedule(static)
       for (int64_t gc = 0; gc < groups * C; ++gc) {
         const int64_t c = gc % C, rg0 = (gc / C) * rows_per_group;
@@ -128,15 +136,22 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
           const int64_t row = r0 + rg0 + rr, img = row / th, i = row % th;
           const float* xc = x + (img * C + c) * H * W;
           for (int r = 0; r < a; ++r) {
+            // The padded input row (columns -pad_left .. m*tw1 - pad_left - 1), then split
+            // into its m phases: a de-interleave the compiler vectorises.
             const int64_t ih = m * i - g.pad_top + r;
-            const bool in_row = ih >= 0 && ih < H;
-            for (int f = 0; f < m; ++f) {
-              float* d = ph + (r * m + f) * span + rr * tw1;
-              for (int64_t jj = 0; jj < tw1; ++jj) {
-                const int64_t iw = m * jj + f - g.pad_left;
-                d[jj] = in_row && iw >= 0 && iw < W ? xc[ih * W + iw] : 0.0f;
-              }
+            const int64_t lo = std::min(g.pad_left, m * tw1);
+            const int64_t hi = std::max(lo, std::min(m * tw1, W + g.pad_left));
+            if (ih < 0 || ih >= H) {
+              std::fill(prow, prow + m * tw1, 0.0f);
+            } else {
+              std::fill(prow, prow + lo, 0.0f);
+              std::memcpy(prow + lo, xc + ih * W + (lo - g.pad_left), sizeof(float) * (hi - lo));
+              std::fill(prow + hi, prow + m * tw1, 0.0f);
             }
+            float* d = ph + r * m * span + rr * tw1;
+            for (int64_t jj = 0; jj < tw1; ++jj)
+#pragma GCC unroll 4
+              for (int f = 0; f < m; ++f) d[f * span + jj] = prow[m * jj + f];
           }
         }
         for (int b = 0; b < a; ++b) {  // column b of B^T d = B^T * (column b of d)
@@ -152,10 +167,11 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
           for (int b = 0; b < a; ++b) in[b] = bd + (l * a + b) * span;
           for (int e = 0; e < a; ++e) out[e] = vr + e * span;
           apply_matrix(Mats::BT, in, out, n - 1);
-          for (int e = 0; e < a; ++e) {
+          for (int e = 0; e < a; ++e) {  // to V, without each tile row's junk column
             float* v = V + ((l * a + e) * C + c) * nt + rg0 * tw;
+            const float* src = vr + e * span;
             for (int64_t rr = 0; rr < rows; ++rr)
-              std::memcpy(v + rr * tw, vr + e * span + rr * tw1, sizeof(float) * tw);
+              for (int64_t j = 0; j < tw; ++j) v[rr * tw + j] = src[rr * tw1 + j];
           }
         }
       }
@@ -194,16 +210,22 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
           for (int b = 0; b < a; ++b) in[b] = s + (ii * a + b) * gspan;
           for (int f = 0; f < m; ++f) out[f] = o + f * gspan;
           apply_matrix(Mats::AT, in, out, n);
-          for (int64_t j = 0; j < m * gspan; ++j) {
-            const float v = o[j] + bk;
-            o[j] = relu && v < 0.0f ? 0.0f : v;
-          }
-          for (int64_t rr = 0; rr < rows; ++rr) {
+          for (int64_t rr = 0; rr < rows; ++rr) {  // + bias, relu, the m phases interleaved
             const int64_t row = r0 + rg0 + rr, img = row / th, p = m * (row % th) + ii;
             if (p >= P) continue;
             float* yr = y + ((img * K + k) * P + p) * Q;
             const float* orow = o + rr * tw;
-            for (int64_t q = 0; q < Q; ++q) yr[q] = orow[(q % m) * gspan + q / m];
+            const int64_t whole = Q / m;
+            for (int64_t j = 0; j < whole; ++j)
+#pragma GCC unroll 4
+              for (int f = 0; f < m; ++f) {
+                const float v = orow[f * gspan + j] + bk;
+                yr[m * j + f] = relu && v < 0.0f ? 0.0f : v;
+              }
+            for (int64_t q = m * whole; q < Q; ++q) {
+              const float v = orow[(q % m) * gspan + q / m] + bk;
+              yr[q] = relu && v < 0.0f ? 0.0f : v;
+            }
           }
         }
       }
