@@ -195,17 +195,21 @@ def test_linear_subnormal_results(rng, flush):
 
 @pytest.mark.parametrize("algo", [a["name"] for a in F.algos("conv2d_forward")])
 def test_conv2d_subnormal_results(rng, flush, algo):
-    # Weights are multiples of 4 so that Winograd's 1/2 and 1/4 filter transforms stay exact.
-    x, w = subnormal(rng, (2, 8, 20, 20)), ints(rng, (16, 8, 3, 3), -2, 2, 4.0)
+    # Weights are multiples of 576 = 24^2 so that Winograd's filter transforms stay exact (F(2x2):
+    # 1/2 and 1/4; F(4x4): 1/4, 1/6, 1/12 and 1/24, twice) and U is an integer: every product
+    # and sum is then an integer count of 2^-149, exact (the results, <= 2^21 of them, stay
+    # subnormal).
+    x, w = subnormal(rng, (2, 8, 20, 20)), ints(rng, (16, 8, 3, 3), -2, 2, 576.0)
     ref = TF.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1)
     check(F.conv2d(x, w, padding=1, algo=algo), ref, flush)
 
 
 @pytest.mark.parametrize("algo", [a["name"] for a in F.algos("conv2d_backward")])
 def test_conv2d_backward_subnormal_results(rng, flush, algo):
-    # Weights are multiples of 4, as for the forward: the transposed Winograd of the input gradient
-    # (algo "winograd") halves and quarters them in its filter transform, exactly only then.
-    x, w, dy = ints(rng, (2, 8, 20, 20), -2, 2), ints(rng, (16, 8, 3, 3), -2, 2, 4.0), subnormal(rng, (2, 16, 20, 20))
+    # Weights are multiples of 576, as for the forward: the transposed Winograd of the input
+    # gradient (algos "winograd", "winograd_4x4") divides them in its filter transform, exactly
+    # only then.
+    x, w, dy = ints(rng, (2, 8, 20, 20), -2, 2), ints(rng, (16, 8, 3, 3), -2, 2, 576.0), subnormal(rng, (2, 16, 20, 20))
     xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
     bt = torch.zeros(16, requires_grad=True)
     TF.conv2d(xt, wt, bt, padding=1).backward(torch.from_numpy(dy))

@@ -160,7 +160,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
         C and K are split into this many groups (C == K == groups: depthwise).
     algo : str
         "auto" (a heuristic per shape), or a variant from ``algos("conv2d_forward")``: "reference",
-        "im2col", "implicit", "direct", "direct_k", "winograd" (3x3, stride 1, no dilation)...;
+        "im2col", "implicit", "direct", "direct_k", "winograd" (F(2x2,3x3)) and "winograd_4x4"
+        (F(4x4,3x3), 4x fewer multiply-adds, ~1e-6 relative rounding error; both for 3x3, stride 1,
+        no dilation)...;
         or the name of a student kernel loaded with ``convforge.load_kernel``.
 
     Returns
@@ -210,8 +212,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         As for ``conv2d``.
     algo : str
         "auto" or a variant from ``algos("conv2d_backward")`` ("reference", "im2col", "implicit",
-        "direct", "direct_n" (vectorised along the batch), "direct_k", "winograd"), or a loaded student
-        kernel (its backward where the file defines one, ours otherwise).
+        "direct", "direct_n" (vectorised along the batch), "direct_k", "winograd", "winograd_4x4"), or a
+        loaded student kernel (its backward where the file defines one, ours otherwise).
     output_mask : (bool, bool, bool)
         Which of (grad_x, grad_weight, grad_bias) to compute; the others come back as None.
 

@@ -99,6 +99,17 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    implicit, ms: AlexNet conv1 N=16 (11x11 stride 4) 46 / 61, conv2 N=16 98 / 126, ResNet
 //    res2_3x3 N=8 39 / 51 (Winograd 55), res3_3x3 N=8 27 / 31; VGG conv1_2 (224x224, a 13 MB
 //    copy) stays with Winograd: 133 against 69.
+//  - 3x3 stride 1 with C, K >= 64 and >= 128 tiles of 4x4 outputs: Winograd F(4x4,3x3)
+//    (4x fewer multiply-adds; its 36 GEMMs need that many tiles to pay for the transforms).
+//    Zen 3, 1 thread, ms, F(4x4) / F(2x2) / the previous choice (`bench_algos.py --cases
+//    "res[2-5]_3x3 |vgg" --rounds 2`), forward and input gradient: VGG conv1_2 N=1 33 / 55 /
+//    52 (winograd) and 32 / 48 / 55; conv3_2 N=8 172 / 327 / 288 and 210 / 333 / 350; ResNet
+//    res2_3x3 N=1 3.8 / 5.0 / 5.0 (direct_k) and 2.6 / 3.3 / 3.3; res2_3x3 N=8 19 / 23 / 27
+//    and 29 / 31 / 42; res3_3x3 N=8 22 / 23 / 32 and 15 / 21 / 25; res4_3x3 N=8 (128 tiles)
+//    17 / 20 / 20 and 17 / 20 / 19. Left out: res3_3x3 N=1 (49 tiles; 4.6 / 4.8 / 4.7 direct_k),
+//    VGG conv4_2 N=1 (49 tiles; 51 / 50 / 59 implicit), conv5_2 N=1 (16 tiles; 28 / 20 / 14),
+//    res5_3x3 N=8 (32 tiles of which 30% clipped; 34 / 26 / 26). Its rounding error is about
+//    4x F(2x2)'s (relative norm 2-3e-6 against 3-5e-7 for 64..1024 channels).
 //  - 3x3 stride 1 with C, K >= 64: Winograd F(2x2,3x3) where its 16 GEMMs are wide and deep
 //    enough to pay for the transforms: >= 256 output tiles, and K >= 256 or >= 512 tiles per
 //    image (the transforms cost O(C tiles) against the GEMMs' O(C K tiles)). Winograd / implicit:
@@ -118,6 +129,8 @@ ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return forward_im2col;
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
+  const int64_t tiles4 = g.N * ((g.P + 3) / 4) * ((g.Q + 3) / 4);
+  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles4 >= 128) return forward_winograd_4x4;
   if (simd_level() == SimdLevel::AVX2 && Kg >= 8 && Kg <= 192 && CRS >= 256 &&
       g.C_per_group() * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) <=
           (int64_t(1) << 18))
@@ -276,7 +289,9 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
       {{"auto", "production",
         "im2col for 1x1 layers with >= 196 output positions; direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
         "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
-        "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
+        "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
+        "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs (checked before the "
+        "AVX2 direct_k rule); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
         "256 output tiles and K >= 256 or >= 512 tiles per image; else implicit (measured: "
         "docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
