@@ -177,11 +177,20 @@ void forward_winograd_m(const Conv2dGeometry& g, const float* x, const float* w,
       }
     }
     // M_xi (K x tiles) = U_xi^T (K x C) * V_xi (C x tiles); both operands pack by contiguous
-    // copies (U is stored c-major, so its transpose gives MR consecutive values per c).
-    for (int64_t xi = 0; xi < a2; ++xi) {
+    // copies (U is stored c-major, so its transpose gives MR consecutive values per c). With
+    // a^2 >= 4 GEMMs per thread, the threads take whole GEMMs (each then runs serially): one
+    // small GEMM split over threads synchronises per block (64 -> 64 at 56 x 56 N=8, F(4x4),
+    // 2 threads: 25.6 ms that way against 19.4 for direct_k).
+    auto point_gemm = [&](int64_t xi) {
       const gemm_detail::DenseMatrix am{U + xi * C * K, K, true}, bm{V + xi * C * nt, nt, false};
       gemm_detail::gemm_blocked_run(K, nt, C, 1.0f, gemm_detail::pack_a_dense(&am),
                                     gemm_detail::pack_b_dense(&bm), 0.0f, M + xi * K * nt, nt, {});
+    };
+    if (par && a2 >= 4 * omp_get_max_threads() && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static) firstprivate(team_float_mode)
+      for (int64_t xi = 0; xi < a2; ++xi) point_gemm(xi);
+    } else {
+      for (int64_t xi = 0; xi < a2; ++xi) point_gemm(xi);
     }
     // y = A^T M A, + bias, relu, over a group of tile rows at a time (M's tiles are contiguous:
     // no junk); the m output columns of each tile are interleaved on the way out, clipped at P
