@@ -116,7 +116,9 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    VGG conv1_2..conv4_2 N=1 Zen 4 41/56, 30/43, 27/39, 30/38, Zen 3 66/90, 45/65, 42/55,
 //    59/58; conv5_2 N=8 Zen 4 57/82, Zen 3 78/102; ResNet res4_3x3 N=8 (392 tiles, K 256) 24/29.
 //    Left to implicit: conv5_2 N=1 (49 tiles; Zen 4 13/12, Zen 3 33/17), res5_3x3 N=8 (128
-//    tiles; Zen 3 50/33), res3_3x3 N=8 (K 128, 196 tiles per image; Zen 3 62/46).
+//    tiles; Zen 3 50/33), res3_3x3 N=8 (K 128, 196 tiles per image; Zen 3 62/46). With C and
+//    K >= 256, from 196 tiles: VGG conv4_2 N=1 (28 x 28, 512 channels) forward 47 / 48, input
+//    gradient 40 / 47 (and im2col, the previous choice there, 55; interleaved, 3 rounds).
 //  - otherwise the implicit GEMM.
 //  - 1x1 layers with >= 196 output positions: im2col (per image, x itself is the column
 //    matrix when stride 1 and unpadded: packed row by row like a dense B; the implicit GEMM's
@@ -136,8 +138,9 @@ ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
           (int64_t(1) << 18))
     return forward_direct_k;
   const int64_t per_image = ((g.P + 1) / 2) * ((g.Q + 1) / 2), tiles = g.N * per_image;
-  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles >= 256 &&
-      (g.K >= 256 || per_image >= 512))
+  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 &&
+      ((tiles >= 256 && (g.K >= 256 || per_image >= 512)) ||
+       (tiles >= 196 && g.C >= 256 && g.K >= 256)))
     return forward_winograd;
   return forward_implicit;
 }
@@ -292,7 +295,8 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
         "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
         "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs (checked before the "
         "AVX2 direct_k rule); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
-        "256 output tiles and K >= 256 or >= 512 tiles per image; else implicit (measured: "
+        "256 output tiles and K >= 256 or >= 512 tiles per image (or >= 196 tiles with C, K >= "
+        "256); else implicit (measured: "
         "docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
        forward_auto, always},
