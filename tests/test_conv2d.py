@@ -195,6 +195,31 @@ def test_batched_im2col_input_gradient_tiles_cross_images(rng, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+def test_batched_1x1_im2col(rng, threads):
+    """1x1 stride-1 layers over a batch of small images: one GEMM per group over the batch's
+    columns, x, dy, y and dx read and written in place by image segments (5 x 5 = 25 positions:
+    micro-panels straddle images), with groups, bias and relu; forward and input gradient."""
+    x, w, b = randn(rng, 7, 12, 5, 5), randn(rng, 10, 6, 1, 1), randn(rng, 10)
+    xt, wt = _torch(x), _torch(w)
+    yt = torch.nn.functional.conv2d(xt, wt, _torch(b), groups=2)
+    gy = randn(rng, *yt.shape)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    previous = F.get_num_threads()
+    F.set_num_threads(threads)
+    try:
+        y = F.conv2d(x, w, b, groups=2, algo="im2col")
+        geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, 0, 1, 2)
+        yr = _C.conv2d_forward(x, w, b, geom, "im2col", True)
+        gx, _, _ = F.conv2d_backward(gy, x, w, groups=2, algo="im2col",
+                                     output_mask=(True, False, False))
+    finally:
+        F.set_num_threads(previous)
+    assert rel_error(y, yt.detach().numpy()) <= FWD_TOL
+    assert rel_error(yr, np.maximum(yt.detach().numpy(), 0)) <= FWD_TOL
+    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_batch_gemm_segments(rng, threads):
     """The implicit GEMM over a whole batch: micro-tiles that straddle two images (P*Q = 49 is
     not a multiple of the 32-column tile) in K blocks after the first (C*R*S = 360 > KC), with

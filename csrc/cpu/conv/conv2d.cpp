@@ -125,10 +125,14 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    panel-by-panel gather reads 16 floats per channel row, rows 12 KiB apart). Zen 3, ms,
 //    im2col / implicit: ResNet res2_1x1_reduce N=8 22 / 49, res2_1x1_expand N=8 17 / 30,
 //    res3_1x1_reduce_first N=1 3.5 / 9.2, res3_proj_s2 N=8 29 / 44; 7x7 stays implicit:
-//    res5_1x1_reduce N=8 18 / 15.
+//    res5_1x1_reduce N=8 18 / 15. Since im2col reads x in place (stride 1, unpadded) and
+//    batches small images into one GEMM, it takes those 1x1 layers at any size: 7 x 7, ms,
+//    im2col / implicit, forward and input gradient: 2048 -> 512 N=1 2.3 / 2.5 and 2.1 / 3.3,
+//    N=8 11.6 / 13.2 and 13.8 / 13.1; 512 -> 2048 N=8 13.5 / 13.2 and 14.8 / 18.5.
 ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   const int64_t Kg = g.K_per_group(), CRS = g.C_per_group() * g.R * g.S;
-  if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return forward_im2col;
+  if (g.R == 1 && g.S == 1 && g.groups == 1 && (g.P * g.Q >= 196 || col_is_x(g)))
+    return forward_im2col;
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
   const int64_t tiles4 = g.N * ((g.P + 3) / 4) * ((g.Q + 3) / 4);
@@ -245,7 +249,8 @@ BackwardDataFn backward_data_auto_choice(const Conv2dGeometry& g) {
   if (f == forward_winograd) return backward_data_winograd;
   if (f == forward_winograd_4x4) return backward_data_winograd_4x4;
   const int64_t PQ = g.P * g.Q;
-  if (g.groups == 1 && ((g.R * g.S == 1 && PQ >= 196) || PQ >= 729)) return backward_data_im2col;
+  if (g.groups == 1 && ((g.R * g.S == 1 && (PQ >= 196 || col_is_x(g))) || PQ >= 729))
+    return backward_data_im2col;
   return backward_data_implicit;
 }
 

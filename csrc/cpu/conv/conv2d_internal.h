@@ -15,6 +15,8 @@ void forward_reference(const Conv2dGeometry& g, const float* x, const float* w, 
                        float* y, bool relu);
 void forward_im2col(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y, bool relu);
+// 1x1, stride 1, unpadded: im2col's column matrix of an image is x itself (read in place).
+bool col_is_x(const Conv2dGeometry& g);
 void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y, bool relu);
 void forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,

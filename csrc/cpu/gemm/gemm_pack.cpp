@@ -1,6 +1,7 @@
 // Packing of plain (optionally transposed) row-major matrices into the micro-panel
 // formats of gemm_blocked.h. Transposes are handled here, so the micro-kernel only
 // ever sees one layout.
+#include <algorithm>
 #include <cstring>
 
 #include "cpu/gemm/gemm_blocked.h"
@@ -184,22 +185,39 @@ void pack_a_seg(const void* ctx, int64_t i0, int64_t mi, int64_t k0, int64_t kc,
   }
 }
 
+// len columns (< nr, or a panel straddling two segments) of kc rows -> columns [off, off+len)
+// of one micro-panel.
+void copy_piece(const float* src, int64_t ld, int64_t kc, int64_t len, int64_t nr, float* dst) {
+  for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * nr, src + k * ld, sizeof(float) * len);
+}
+
 // Rows [k0, k0+kc) x columns [j0, j0+nj) of a SegmentedMatrix -> micro-panels of nr columns:
-// row by row (as copy_panels), each row's pieces split where a segment or a panel ends.
+// segment by segment, the whole panels inside one through panels_from_rows (row by row, fixed
+// size moves), the panels that straddle a segment boundary piece by piece.
 void pack_b_seg(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
                 float* dst) {
   const auto& b = *static_cast<const SegmentedMatrix*>(ctx);
-  for (int64_t k = 0; k < kc; ++k) {
-    for (int64_t j = 0; j < nj;) {
-      const int64_t J = b.col0 + j0 + j, seg = J / b.seg_cols, js = J % b.seg_cols;
-      int64_t len = b.seg_cols - js;
-      if (nr - j % nr < len) len = nr - j % nr;
-      if (nj - j < len) len = nj - j;
-      std::memcpy(dst + (j / nr) * kc * nr + k * nr + j % nr,
-                  b.data + seg * b.seg_stride + (k0 + k) * b.ld + js, sizeof(float) * len);
-      j += len;
+  for (int64_t j = 0; j < nj;) {
+    const int64_t J = b.col0 + j0 + j, seg = J / b.seg_cols, js = J % b.seg_cols;
+    const int64_t run = std::min(b.seg_cols - js, nj - j);  // columns [j, j+run): one segment
+    const float* src = b.data + seg * b.seg_stride + k0 * b.ld + js;
+    int64_t done = 0;
+    if (j % nr != 0) {  // finish the panel a previous segment started
+      done = std::min(nr - j % nr, run);
+      copy_piece(src, b.ld, kc, done, nr, dst + (j / nr) * kc * nr + j % nr);
     }
-    for (int64_t j = nj; j % nr != 0; ++j) dst[(j / nr) * kc * nr + k * nr + j % nr] = 0.0f;
+    const int64_t whole = (run - done) / nr;
+    if (whole > 0)
+      panels_from_rows(src + done, b.ld, kc, whole * nr, nr, dst + ((j + done) / nr) * kc * nr);
+    done += whole * nr;
+    if (done < run)  // the start of a panel the next segment (or the zero padding) finishes
+      copy_piece(src + done, b.ld, kc, run - done, nr, dst + ((j + done) / nr) * kc * nr);
+    j += run;
+  }
+  if (nj % nr != 0) {
+    float* d = dst + (nj / nr) * kc * nr;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t jj = nj % nr; jj < nr; ++jj) d[k * nr + jj] = 0.0f;
   }
 }
 
