@@ -94,9 +94,16 @@ void bias_grad(const Conv2dGeometry& g, const float* dy, float* db) {
   for (int64_t k = 0; k < g.K; ++k) {
     double acc = 0.0;  // long sums (N*P*Q terms): accumulate in double
     for (int64_t n = 0; n < g.N; ++n) {
+      // 16 partial sums (vector registers: a single float sum waits on each add's latency,
+      // 3-4 cycles an element; it took ~0.8 ms of a 1x1 layer's 2-3 ms weight gradient).
       const float* d = dy + (n * g.K + k) * PQ;
+      float lanes[16] = {};
+      int64_t i = 0;
+      for (; i + 16 <= PQ; i += 16)
+        for (int l = 0; l < 16; ++l) lanes[l] += d[i + l];
       float part = 0.0f;
-      for (int64_t i = 0; i < PQ; ++i) part += d[i];
+      for (int l = 0; l < 16; ++l) part += lanes[l];
+      for (; i < PQ; ++i) part += d[i];
       acc += part;
     }
     db[k] = static_cast<float>(acc);
