@@ -157,7 +157,9 @@ void check_conv() {
       for (bool bias : {false, true}) {
         auto ref = poisoned(g.y_size());
         cpu::conv2d_forward(g, x.data(), w.data(), bias ? b.data() : nullptr, ref.data(), "reference", relu);
-        for (const char* algo : {"im2col", "implicit", "direct", "direct_k", "winograd", "auto"}) {
+        for (const auto& info : cpu::conv2d_forward_algos()) {  // the op's table: every algo
+          const std::string algo = info.name;
+          if (algo == "reference") continue;
           auto y = poisoned(g.y_size());
           cpu::conv2d_forward(g, x.data(), w.data(), bias ? b.data() : nullptr, y.data(), algo, relu);
           check_close(std::string("conv2d forward ") + algo,
@@ -167,7 +169,9 @@ void check_conv() {
     auto dx_ref = poisoned(g.x_size()), dw_ref = poisoned(g.w_size()), db_ref = poisoned(g.K);
     cpu::conv2d_backward_data(g, dy.data(), w.data(), dx_ref.data(), "reference");
     cpu::conv2d_backward_weight(g, dy.data(), x.data(), dw_ref.data(), db_ref.data(), "reference");
-    for (const char* algo : {"im2col", "implicit", "direct", "auto"}) {
+    for (const auto& info : cpu::conv2d_backward_algos()) {
+      const std::string algo = info.name;
+      if (algo == "reference") continue;
       auto dx = poisoned(g.x_size()), dw = poisoned(g.w_size()), db = poisoned(g.K);
       cpu::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), algo);
       cpu::conv2d_backward_weight(g, dy.data(), x.data(), dw.data(), db.data(), algo);
