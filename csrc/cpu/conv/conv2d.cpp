@@ -106,8 +106,9 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    52 (winograd) and 32 / 48 / 55; conv3_2 N=8 172 / 327 / 288 and 210 / 333 / 350; ResNet
 //    res2_3x3 N=1 3.8 / 5.0 / 5.0 (direct_k) and 2.6 / 3.3 / 3.3; res2_3x3 N=8 19 / 23 / 27
 //    and 29 / 31 / 42; res3_3x3 N=8 22 / 23 / 32 and 15 / 21 / 25; res4_3x3 N=8 (128 tiles)
-//    17 / 20 / 20 and 17 / 20 / 19. Left out: res3_3x3 N=1 (49 tiles; 4.6 / 4.8 / 4.7 direct_k),
-//    VGG conv4_2 N=1 (49 tiles; 51 / 50 / 59 implicit), conv5_2 N=1 (16 tiles; 28 / 20 / 14),
+//    17 / 20 / 20 and 17 / 20 / 19. From 49 tiles with C, K >= 128: res3_3x3 N=1 (28 x 28)
+//    4.3 / 4.0 / 4.6 (direct_k) and 2.8 / 3.3 / 3.9, VGG conv4_2 N=1 50 / 51 and 56 / 53
+//    (F(2x2) a tie). Left out: conv5_2 N=1 (16 tiles; 28 / 20 / 14),
 //    res5_3x3 N=8 (32 tiles of which 30% clipped; 34 / 26 / 26). Its rounding error is about
 //    4x F(2x2)'s (relative norm 2-3e-6 against 3-5e-7 for 64..1024 channels).
 //  - 3x3 stride 1 with C, K >= 64: Winograd F(2x2,3x3) where its 16 GEMMs are wide and deep
@@ -136,7 +137,9 @@ ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
   const int64_t tiles4 = g.N * ((g.P + 3) / 4) * ((g.Q + 3) / 4);
-  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 && tiles4 >= 128) return forward_winograd_4x4;
+  if (winograd_applies(g) && g.C >= 64 && g.K >= 64 &&
+      (tiles4 >= 128 || (tiles4 >= 49 && g.C >= 128 && g.K >= 128)))
+    return forward_winograd_4x4;
   if (simd_level() == SimdLevel::AVX2 && Kg >= 8 && Kg <= 192 && CRS >= 256 &&
       g.C_per_group() * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) <=
           (int64_t(1) << 18))
@@ -298,7 +301,8 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
         "im2col for 1x1 layers with >= 196 output positions; direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
         "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
         "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
-        "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs (checked before the "
+        "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs, or >= 49 with C, K >= "
+        "128 (checked before the "
         "AVX2 direct_k rule); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
         "256 output tiles and K >= 256 or >= 512 tiles per image (or >= 196 tiles with C, K >= "
         "256); else implicit (measured: "
