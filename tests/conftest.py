@@ -1,4 +1,5 @@
 """Shared test helpers: fresh random inputs, the relative-error measure, poisoned outputs."""
+import contextlib
 import os
 import zlib
 
@@ -22,6 +23,17 @@ def rel_error(out, ref) -> float:
         return float("inf")
     denom = np.linalg.norm(ref)
     return float(np.linalg.norm(out - ref) / (denom if denom > 0 else 1.0))
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """convforge's kernels run on n threads inside the block; the previous count after it."""
+    previous = convforge.functional.get_num_threads()
+    convforge.functional.set_num_threads(n)
+    try:
+        yield
+    finally:
+        convforge.functional.set_num_threads(previous)
 
 
 def randn(rng, *shape):

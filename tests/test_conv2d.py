@@ -11,7 +11,7 @@ import torch
 
 import convforge.functional as F
 from convforge import _C
-from conftest import BWD_TOL, FWD_TOL, randn, rel_error
+from conftest import BWD_TOL, FWD_TOL, num_threads, randn, rel_error
 
 # Every algo of each op's one table (csrc/cpu/conv/conv2d.cpp), so a new algo cannot skip the grid.
 FWD_ALGOS = [a["name"] for a in F.algos("conv2d_forward")]
@@ -132,9 +132,7 @@ def test_threaded_paths(rng, threads, N):
     yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
     gy = randn(rng, *yt.shape)
     yt.backward(torch.tensor(gy, dtype=torch.float64))
-    previous = F.get_num_threads()
-    F.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         for algo in ["im2col", "implicit", "direct", "direct_k", "winograd"]:
             assert rel_error(F.conv2d(x, w, b, algo=algo, **kw), yt.detach().numpy()) <= FWD_TOL
         gx, gw, gb = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
@@ -143,8 +141,6 @@ def test_threaded_paths(rng, threads, N):
             for got, ref in zip(F.conv2d_backward(gy, x, w, algo=algo, **kw),
                                 (xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy())):
                 assert rel_error(got, ref) <= BWD_TOL, algo
-    finally:
-        F.set_num_threads(previous)
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
     assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
     assert rel_error(gb, bt.grad.numpy()) <= BWD_TOL
@@ -184,60 +180,35 @@ def test_batched_im2col_input_gradient_tiles_cross_images(rng, threads):
     yt = torch.nn.functional.conv2d(xt, wt, None, stride=2, padding=1)
     gy = randn(rng, *yt.shape)
     yt.backward(torch.tensor(gy, dtype=torch.float64))
-    previous = F.get_num_threads()
-    F.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         gx, _, _ = F.conv2d_backward(gy, x, w, stride=2, padding=1, algo="im2col",
                                      output_mask=(True, False, False))
-    finally:
-        F.set_num_threads(previous)
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_batched_1x1_im2col(rng, threads):
-    """1x1 stride-1 layers over a batch of small images: one GEMM per group over the batch's
-    columns, x, dy, y and dx read and written in place by image segments (5 x 5 = 25 positions:
-    micro-panels straddle images), with groups, bias and relu; forward and input gradient."""
-    x, w, b = randn(rng, 7, 12, 5, 5), randn(rng, 10, 6, 1, 1), randn(rng, 10)
+@pytest.mark.parametrize("algo, xs, ws, kw", [
+    ("implicit", (3, 40, 7, 7), (64, 40, 3, 3), dict(padding=1)),
+    ("im2col", (7, 12, 5, 5), (10, 6, 1, 1), dict(groups=2)),
+])
+def test_batch_gemm_segments(rng, algo, xs, ws, kw, threads):
+    """One GEMM over a whole batch, its columns (image, position) pairs with C (and, for im2col's
+    1x1 layers, x, dy and dx) in image segments, with bias and relu. implicit: micro-tiles that
+    straddle two images (P*Q = 49 is not a multiple of the 32-column tile) in K blocks after the
+    first (C*R*S = 360 > KC); 64 filters (5 micro-tiles of 14) split over 2 threads by columns.
+    im2col, 1x1 stride 1 (read in place): 5 x 5 = 25 positions, so B's micro-panels straddle
+    images too, with 2 groups."""
+    x, w, b = randn(rng, *xs), randn(rng, *ws), randn(rng, ws[0])
     xt, wt = _torch(x), _torch(w)
-    yt = torch.nn.functional.conv2d(xt, wt, _torch(b), groups=2)
+    yt = torch.nn.functional.conv2d(xt, wt, _torch(b), **kw)
     gy = randn(rng, *yt.shape)
     yt.backward(torch.tensor(gy, dtype=torch.float64))
-    previous = F.get_num_threads()
-    F.set_num_threads(threads)
-    try:
-        y = F.conv2d(x, w, b, groups=2, algo="im2col")
-        geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, 0, 1, 2)
-        yr = _C.conv2d_forward(x, w, b, geom, "im2col", True)
-        gx, _, _ = F.conv2d_backward(gy, x, w, groups=2, algo="im2col",
-                                     output_mask=(True, False, False))
-    finally:
-        F.set_num_threads(previous)
-    assert rel_error(y, yt.detach().numpy()) <= FWD_TOL
-    assert rel_error(yr, np.maximum(yt.detach().numpy(), 0)) <= FWD_TOL
-    assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_batch_gemm_segments(rng, threads):
-    """The implicit GEMM over a whole batch: micro-tiles that straddle two images (P*Q = 49 is
-    not a multiple of the 32-column tile) in K blocks after the first (C*R*S = 360 > KC), with
-    bias and relu; 64 filters (5 micro-tiles of 14) split over 2 threads by columns."""
-    x, w, b = randn(rng, 3, 40, 7, 7), randn(rng, 64, 40, 3, 3), randn(rng, 64)
-    xt, wt = _torch(x), _torch(w)
-    yt = torch.nn.functional.conv2d(xt, wt, _torch(b), padding=1)
-    gy = randn(rng, *yt.shape)
-    yt.backward(torch.tensor(gy, dtype=torch.float64))
-    previous = F.get_num_threads()
-    F.set_num_threads(threads)
-    try:
-        y = F.conv2d(x, w, b, padding=1, algo="implicit")
-        geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, 1, 1, 1)
-        yr = _C.conv2d_forward(x, w, b, geom, "implicit", True)
-        gx, gw, _ = F.conv2d_backward(gy, x, w, padding=1, algo="implicit")
-    finally:
-        F.set_num_threads(previous)
+    with num_threads(threads):
+        y = F.conv2d(x, w, b, algo=algo, **kw)
+        geom = F._conv_geometry("conv2d", x.shape, w.shape, 1, kw.get("padding", 0), 1,
+                                kw.get("groups", 1))
+        yr = _C.conv2d_forward(x, w, b, geom, algo, True)
+        gx, gw, _ = F.conv2d_backward(gy, x, w, algo=algo, **kw)
     assert rel_error(y, yt.detach().numpy()) <= FWD_TOL
     assert rel_error(yr, np.maximum(yt.detach().numpy(), 0)) <= FWD_TOL
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
@@ -284,14 +255,10 @@ def test_winograd_chunks_and_row_groups(rng, algo, threads):
     yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, pad), wt, _torch(b))
     gy = randn(rng, *yt.shape)
     yt.backward(torch.tensor(gy, dtype=torch.float64))
-    previous = F.get_num_threads()
-    F.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         y = F.conv2d(x, w, b, padding=(2, 1, 1, 1), algo=algo)
         gx, _, _ = F.conv2d_backward(gy, x, w, padding=(2, 1, 1, 1), algo=algo,
                                      output_mask=(True, False, False))
-    finally:
-        F.set_num_threads(previous)
     assert y.shape == tuple(yt.shape)
     assert rel_error(y, yt.detach().numpy()) <= FWD_TOL
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
@@ -325,12 +292,8 @@ def test_direct_n_gradients_over_blocks_of_images(rng, threads, shape):
     yt = torch.nn.functional.conv2d(xt, wt, None, **kw)
     gy = randn(rng, *yt.shape)
     yt.backward(torch.tensor(gy, dtype=torch.float64))
-    previous = F.get_num_threads()
-    F.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         gx, gw, gb = F.conv2d_backward(gy, x, w, **kw, algo="direct_n")
-    finally:
-        F.set_num_threads(previous)
     assert rel_error(gx, xt.grad.numpy()) <= BWD_TOL
     assert rel_error(gw, wt.grad.numpy()) <= BWD_TOL
     assert rel_error(gb, gy.astype(np.float64).sum((0, 2, 3))) <= BWD_TOL
