@@ -161,7 +161,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
     algo : str
         "auto" (a heuristic per shape), or a variant from ``algos("conv2d_forward")``: "reference",
         "im2col", "implicit", "direct", "direct_k", "winograd" (F(2x2,3x3)) and "winograd_4x4"
-        (F(4x4,3x3), 4x fewer multiply-adds, ~1e-6 relative rounding error; both for 3x3, stride 1,
+        (F(4x4,3x3), 4x fewer multiply-adds, 2-3e-6 relative rounding error; both for 3x3, stride 1,
         no dilation)...;
         or the name of a student kernel loaded with ``convforge.load_kernel``.
 

@@ -110,7 +110,7 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    4.3 / 4.0 / 4.6 (direct_k) and 2.8 / 3.3 / 3.9, VGG conv4_2 N=1 50 / 51 and 56 / 53
 //    (F(2x2) a tie). Left out: conv5_2 N=1 (16 tiles; 28 / 20 / 14),
 //    res5_3x3 N=8 (32 tiles of which 30% clipped; 34 / 26 / 26). Its rounding error is about
-//    4x F(2x2)'s (relative norm 2-3e-6 against 3-5e-7 for 64..1024 channels).
+//    6x F(2x2)'s (relative norm 2-3e-6 against 3-5e-7 for 64..1024 channels).
 //  - 3x3 stride 1 with C, K >= 64: Winograd F(2x2,3x3) where its 16 GEMMs are wide and deep
 //    enough to pay for the transforms: >= 256 output tiles, and K >= 256 or >= 512 tiles per
 //    image (the transforms cost O(C tiles) against the GEMMs' O(C K tiles)). Winograd / implicit:
@@ -293,12 +293,12 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
        forward_winograd, winograd_applies},
       {{"winograd_4x4", "production",
         "Winograd F(4x4,3x3) for 3x3 stride-1 layers: 6x6 transforms around 36 blocked GEMMs "
-        "over tile chunks (4x fewer multiply-adds; larger transform constants, about 4x "
+        "over tile chunks (4x fewer multiply-adds; larger transform constants, about 6x "
         "F(2x2,3x3)'s rounding error); other layers: implicit",
         "cpu/conv/conv2d_winograd.cpp", "3x3, stride 1, dilation 1 (else implicit)"},
        forward_winograd_4x4, winograd_applies},
       {{"auto", "production",
-        "im2col for 1x1 layers with >= 196 output positions; direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
+        "im2col for 1x1 layers with >= 196 output positions or read in place (stride 1, unpadded); direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
         "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
         "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
         "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs, or >= 49 with C, K >= "
@@ -364,7 +364,8 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
       {{"auto", "production",
         "data: direct_n for stride 1, >= 1 vector of images and <= 6 input channels per group; "
         "strided: im2col; stride 1: the transposed forward through auto's forward choice, "
-        "or im2col for wide 1x1 (>= 196 positions) and large (>= 729) layers; weight: direct_n for "
+        "or im2col for 1x1 layers that are wide (>= 196 positions) or read in place, and for large (>= 729) "
+        "layers; weight: direct_n for "
         ">= 1 vector of images, Q < 32, >= 64 positions, <= 576 taps and a block's copies "
         "<= 2 MiB, im2col for "
         "1x1 with >= 196 positions, direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "

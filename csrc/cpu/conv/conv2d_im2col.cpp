@@ -94,7 +94,6 @@ void col2im_tile(const Conv2dGeometry& g, const float* col, int64_t ld, int64_t 
   }
 }
 
-
 // Runs body(n, grp, col_buffer) for every (image, group) pair, threaded as described above.
 template <class Body>
 void for_each_image_group(const Conv2dGeometry& g, Body body) {
@@ -126,9 +125,9 @@ bool col_is_x(const Conv2dGeometry& g) {
 
 namespace {
 
-// 1x1 stride-1 unpadded layers over a batch of small images (<= 256 positions): one GEMM per
-// group whose columns are the batch's (image, position) pairs, x and y read and written in
-// place as segmented matrices (one segment per image). The filters are packed once per block
+// 1x1 stride-1 unpadded layers over a batch of small images (<= 256 positions), forward and
+// input gradient: one GEMM per group whose columns are the batch's (image, position) pairs,
+// x, y, dy and dx read and written in place as segmented matrices (one segment per image). The filters are packed once per block
 // of columns rather than once per image, and the last micro-panel of each image (196 = 12 x 16
 // + 4 columns at 14 x 14) is not mostly padding. The GEMM is threaded inside, over the columns.
 // Zen 3, 1 thread, N=8, ms, batched / per image, interleaved: 1024 -> 256 at 14 x 14 forward
@@ -137,18 +136,21 @@ namespace {
 // longer fits the caches that one image's did).
 bool batch_1x1(const Conv2dGeometry& g) { return col_is_x(g) && g.N > 1 && g.P * g.Q <= 256; }
 
-void forward_1x1_batched(const Conv2dGeometry& g, const float* x, const float* w,
-                         const float* bias, float* y, bool relu) {
-  const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), PQ = g.P * g.Q;
+// For every group: C_g (rows x N*HW, image segments c_stride apart) = op(A_g) (rows x depth)
+// * B_g (depth x N*HW, image segments b_stride apart), + row bias and relu; batch_1x1's GEMM.
+void gemm_over_batch(const Conv2dGeometry& g, int64_t rows, int64_t depth, bool trans_a,
+                     const float* a, const float* b, int64_t b_stride, float* c, int64_t c_stride,
+                     const float* bias, bool relu) {
+  const int64_t PQ = g.P * g.Q;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    const gemm_detail::DenseMatrix wg{w + grp * Kg * Cg, Cg, false};
-    const gemm_detail::SegmentedMatrix xg{x + grp * Cg * PQ, PQ, PQ, g.C * PQ};
+    const gemm_detail::DenseMatrix ag{a + grp * rows * depth, trans_a ? rows : depth, trans_a};
+    const gemm_detail::SegmentedMatrix bg{b + grp * depth * PQ, PQ, PQ, b_stride};
     GemmEpilogue ep;
-    ep.row_bias = bias ? bias + grp * Kg : nullptr;
+    ep.row_bias = bias ? bias + grp * rows : nullptr;
     ep.relu = relu;
-    gemm_detail::gemm_blocked_run(Kg, g.N * PQ, Cg, 1.0f, gemm_detail::pack_a_dense(&wg),
-                                  gemm_detail::pack_b_segmented(&xg), 0.0f, y + grp * Kg * PQ, PQ,
-                                  ep, gemm_detail::ColumnSegments{PQ, g.K * PQ});
+    gemm_detail::gemm_blocked_run(rows, g.N * PQ, depth, 1.0f, gemm_detail::pack_a_dense(&ag),
+                                  gemm_detail::pack_b_segmented(&bg), 0.0f, c + grp * rows * PQ,
+                                  PQ, ep, gemm_detail::ColumnSegments{PQ, c_stride});
   }
 }
 
@@ -158,7 +160,8 @@ void forward_im2col(const Conv2dGeometry& g, const float* x, const float* w, con
                     float* y, bool relu) {
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
   const int64_t PQ = g.P * g.Q, nt_max = tile_columns(g);
-  if (batch_1x1(g)) return forward_1x1_batched(g, x, w, bias, y, relu);
+  if (batch_1x1(g))  // y_g (K_g x N*HW) = W_g * x_g (C_g x N*HW)
+    return gemm_over_batch(g, Kg, Cg, false, w, x, g.C * PQ, y, g.K * PQ, bias, relu);
   for_each_image_group(g, [&](int64_t n, int64_t grp, float* col) {
     const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
     const float* wg = w + grp * Kg * CRS;
@@ -207,17 +210,8 @@ void backward_data_im2col_batched(const Conv2dGeometry& g, const float* dy, cons
 void backward_data_im2col(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
   const int64_t Cg = g.C_per_group(), Kg = g.K_per_group(), CRS = Cg * g.R * g.S;
   const int64_t PQ = g.P * g.Q, nt_max = tile_columns(g);
-  if (batch_1x1(g)) {  // dx (C x N*HW) = W^T * dy (K x N*HW), as forward_1x1_batched
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const gemm_detail::DenseMatrix wt{w + grp * Kg * Cg, Cg, true};
-      const gemm_detail::SegmentedMatrix dyg{dy + grp * Kg * PQ, PQ, PQ, g.K * PQ};
-      gemm_detail::gemm_blocked_run(Cg, g.N * PQ, Kg, 1.0f, gemm_detail::pack_a_dense(&wt),
-                                    gemm_detail::pack_b_segmented(&dyg), 0.0f,
-                                    dx + grp * Cg * PQ, PQ, {},
-                                    gemm_detail::ColumnSegments{PQ, g.C * PQ});
-    }
-    return;
-  }
+  if (batch_1x1(g))  // dx_g (C_g x N*HW) = W_g^T * dy_g (K_g x N*HW)
+    return gemm_over_batch(g, Cg, Kg, true, w, dy, g.K * PQ, dx, g.C * PQ, nullptr, false);
   if (!col_is_x(g) && g.N > 1 && PQ < std::max<int64_t>(64, kColBudget / CRS))
     return backward_data_im2col_batched(g, dy, w, dx);
   for_each_image_group(g, [&](int64_t n, int64_t grp, float* col) {

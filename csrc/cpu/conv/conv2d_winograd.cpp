@@ -9,7 +9,7 @@
 //
 // with the matrices of the points 0, +-1 (m = 2) and 0, +-1, +-2 (m = 4) below, the ones of
 // Lavin & Gray's paper and of NNPACK / oneDNN. F(4x4,3x3)'s larger constants cost accuracy
-// (about 4x F(2x2,3x3)'s error in fp32; still ~1e-6 relative to the output's norm).
+// (about 6x F(2x2,3x3)'s error in fp32: 2-3e-6 relative to the output's norm).
 //
 // The sum over input channels is a^2 GEMMs, one per point xi of the transform domain:
 // M_xi (K x tiles) = U_xi (K x C) * V_xi (C x tiles), through the blocked GEMM. Tiles (n, i, j)
