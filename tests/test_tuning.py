@@ -49,7 +49,12 @@ def test_tuned_conv_is_correct_and_eligible(rng, tuned, stride):
         eligible = _C.conv2d_eligible_algos(pass_, g)
         entry = entries[tuning.conv_key(pass_, g)]
         assert entry["algo"] in eligible and set(entry["ms"]) == set(eligible)
-        assert entry["algo"] == min(entry["ms"], key=entry["ms"].get)
+        # the fastest, or the heuristic's choice when none beats it by more than _KEEP_FIRST
+        fastest = min(entry["ms"], key=entry["ms"].get)
+        heuristic = _C.conv2d_auto_choice(pass_, g)
+        assert entry["algo"] == fastest or (
+            entry["algo"] == heuristic
+            and entry["ms"][heuristic] <= tuning._KEEP_FIRST * entry["ms"][fastest]), (pass_, entry)
     # a second call reuses the choice (and stays correct)
     assert rel_error(F.conv2d(x, w, b, **kw), y_ref) <= FWD_TOL
     # only gradients asked for: one pass each
