@@ -169,3 +169,31 @@ def test_the_heuristic_choice_stays_unless_clearly_beaten(tuned, monkeypatch, sl
     got = tuning.choose(f"test-key-{slower}", ["fast", "slow", "heur"], run, first="heur")
     assert got == ("heur" if kept else "fast")
     assert tuning.lookup(f"test-key-{slower}") == got
+
+
+# Real layers beside the edge-case grid: (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+_NETWORK_LAYERS = [
+    (8, 256, 56, 56, 64, 1, 1, 1, 0, 1, 1),     # ResNet-50 res2 1x1 reduce (x read in place)
+    (1, 1024, 14, 14, 256, 1, 1, 1, 0, 1, 1),   # res4 1x1 reduce, N=1
+    (8, 512, 28, 28, 1024, 1, 1, 2, 0, 1, 1),   # res4 projection, strided 1x1
+    (8, 2048, 7, 7, 512, 1, 1, 1, 0, 1, 1),     # res5 1x1 reduce (batched GEMM)
+    (1, 128, 28, 28, 128, 3, 3, 1, 1, 1, 1),    # res3 3x3, N=1
+    (8, 256, 56, 56, 256, 3, 3, 1, 1, 1, 1),    # VGG conv3_2
+    (1, 3, 224, 224, 64, 3, 3, 1, 1, 1, 1),     # VGG conv1_1
+    (16, 3, 227, 227, 96, 11, 11, 4, 0, 1, 1),  # AlexNet conv1
+    (16, 96, 27, 27, 256, 5, 5, 1, 2, 1, 1),    # AlexNet conv2
+    (256, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),     # LeNet C3
+    (8, 64, 56, 56, 64, 3, 3, 1, 1, 1, 64),     # depthwise
+]
+
+
+def test_auto_choice_is_always_a_tuning_candidate():
+    # The tuner times the eligible algos with auto's choice first and keeps it within 10%; were
+    # it not eligible, tuning could only lose (auto took the in-place im2col for 1x1 layers while
+    # the table still marked the im2col forward as teaching: tuned 24 ms against auto's 13).
+    from test_conv2d import CASES, _args
+    for case in [*CASES.values(), *_NETWORK_LAYERS]:
+        xs, ws, kw = _args(case)
+        g = F._conv_geometry("conv2d", xs, ws, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+        for pass_ in ("forward", "backward_data", "backward_weight"):
+            assert _C.conv2d_auto_choice(pass_, g) in _C.conv2d_eligible_algos(pass_, g), (case, pass_)

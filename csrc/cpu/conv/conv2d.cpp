@@ -265,9 +265,9 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
       {{"reference", "reference", "seven plain nested loops, one output at a time",
         "cpu/conv/conv2d_reference.cpp", "every geometry"},
        forward_reference, always},
-      {{"im2col", "teaching",
+      {{"im2col", "production",
         "column matrix for a bounded tile of output positions, then the blocked GEMM with bias "
-        "and relu in its epilogue",
+        "and relu in its epilogue (1x1 stride-1 unpadded layers: x itself, read in place)",
         "cpu/conv/conv2d_im2col.cpp", "every geometry"},
        forward_im2col, always},
       {{"implicit", "production",
