@@ -388,7 +388,7 @@ def main():
         head.append(f"{args.rounds} rounds, each case's best median; spread over rounds (max/min median, "
                     "median over cases): " + ", ".join(
                         f"{lib} {statistics.median(max(v) / min(v) for v in spread[lib].values()):.2f}x"
-                        for lib in names))
+                        for lib in names if spread.get(lib)))  # numpy times GEMMs only
         print("  " + head[-1])
     cols = ["case", "auto ms", "tuned ms", "torch ms", "x torch", "x torch tuned", "numpy ms", "x numpy", "GFLOP/s", "% peak"]
     table = []
