@@ -190,6 +190,8 @@ def test_batched_im2col_input_gradient_tiles_cross_images(rng, threads):
 @pytest.mark.parametrize("algo, xs, ws, kw", [
     ("implicit", (3, 40, 7, 7), (64, 40, 3, 3), dict(padding=1)),
     ("im2col", (7, 12, 5, 5), (10, 6, 1, 1), dict(groups=2)),
+    ("im2col", (11, 37, 6, 7), (21, 37, 1, 1), {}),
+    ("im2col", (3, 5, 33, 33), (6, 5, 1, 1), {}),
 ])
 def test_batch_gemm_segments(rng, algo, xs, ws, kw, threads):
     """One GEMM over a whole batch, its columns (image, position) pairs with C (and, for im2col's
@@ -197,7 +199,9 @@ def test_batch_gemm_segments(rng, algo, xs, ws, kw, threads):
     straddle two images (P*Q = 49 is not a multiple of the 32-column tile) in K blocks after the
     first (C*R*S = 360 > KC); 64 filters (5 micro-tiles of 14) split over 2 threads by columns.
     im2col, 1x1 stride 1 (read in place): 5 x 5 = 25 positions, so B's micro-panels straddle
-    images too, with 2 groups."""
+    images too, with 2 groups. Its weight gradient, dy x^T as one GEMM whose reduction runs over
+    the batch: 11 images of 42 positions put the KC = 256 boundary inside an image, and 37
+    channels leave a partial panel of x^T; 33 x 33 = 1089 positions, per image on 2 threads."""
     x, w, b = randn(rng, *xs), randn(rng, *ws), randn(rng, ws[0])
     xt, wt = _torch(x), _torch(w)
     yt = torch.nn.functional.conv2d(xt, wt, _torch(b), **kw)

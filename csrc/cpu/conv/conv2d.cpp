@@ -158,11 +158,11 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 }
 
 // Weight gradient: direct for few filters and taps (LeNet) and for wide outputs (Q >= 48: the
-// padded rows waste little), except 1x1 layers with >= 196 output positions, where the per-image
-// GEMMs of im2col need no gather (Zen 3, ms, im2col / direct or implicit: res2_1x1_expand N=8
-// 16.6 / 25.5, res4_1x1_reduce N=8 15.9 / 19.0, res5_1x1_reduce_first N=8 24.6 / 30.6; 7x7
-// images stay implicit: res5_1x1_expand N=8 13.6 / 11.3); the implicit GEMM for small images
-// with many channels. Implicit / direct: VGG conv1_2 N=1 Zen 4 65 / 40, conv3_2 N=1 42 / 37,
+// padded rows waste little), except 1x1 layers with >= 196 output positions or read in place,
+// where im2col's GEMMs need no gather (Zen 3, ms, im2col / direct or implicit: res2_1x1_expand
+// N=8 16.6 / 25.5, res4_1x1_reduce N=8 15.9 / 19.0, res5_1x1_reduce_first N=8 24.6 / 30.6; 7x7
+// images since one GEMM runs over the batch: res5 2048->512 N=8 10.8 / 11.6, N=1 2.0 / 2.3,
+// 512->2048 N=8 10.4 / 10.6); the implicit GEMM for small images with many channels. Implicit / direct: VGG conv1_2 N=1 Zen 4 65 / 40, conv3_2 N=1 42 / 37,
 // conv4_2 N=1 39 / 43, conv5_2 N=1 9.8 / 17; LeNet c3 N=256 Zen 4 6.8 / 2.2, Zen 3 8.5 / 5.5.
 //
 // direct_n (vectorised along the batch) for batches of at least one vector of images with
@@ -189,7 +189,8 @@ BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
   if (g.N >= V && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576 &&
       copies <= 8 * direct_n_unit_floats())  // 4x the L2: 2 MiB on Zen 3
     return backward_weight_direct_n;
-  if (g.R == 1 && g.S == 1 && g.groups == 1 && g.P * g.Q >= 196) return backward_weight_im2col;
+  if (g.R == 1 && g.S == 1 && ((g.groups == 1 && g.P * g.Q >= 196) || col_is_x(g)))
+    return backward_weight_im2col;
   const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
   if (backward_weight_direct_applies(g) && (small || g.Q >= 48)) return backward_weight_direct;
   return backward_weight_implicit;
@@ -321,7 +322,8 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
        backward_data_reference, backward_weight_reference, always, always},
       {{"im2col", "production",
         "data: W^T * dy into a bounded column tile, then col2im; weight: dy * col^T per tile, "
-        "per-thread partial dW summed at the end",
+        "per-thread partial dW summed at the end (1x1 read in place: dy * x^T, one GEMM over "
+        "the batch)",
         "cpu/conv/conv2d_im2col.cpp", "every geometry"},
        backward_data_im2col, backward_weight_im2col, always, always},
       {{"implicit", "production",
@@ -368,7 +370,7 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "layers; weight: direct_n for "
         ">= 1 vector of images, Q < 32, >= 64 positions, <= 576 taps and a block's copies "
         "<= 2 MiB, im2col for "
-        "1x1 with >= 196 positions, direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "
+        "1x1 with >= 196 positions or read in place (one GEMM over the batch), direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "
         "512 or Q >= 48, else implicit (docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
        backward_data_auto, backward_weight_auto, always, always},

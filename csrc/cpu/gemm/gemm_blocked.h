@@ -111,6 +111,9 @@ struct SegmentedMatrix {
 PackA pack_a_segmented(const SegmentedMatrix* m);
 PackB pack_b_dense(const DenseMatrix* m);
 PackB pack_b_segmented(const SegmentedMatrix* m);
+// B = S^T, the segmented columns of S being B's rows: x viewed as C x N*P*Q, transposed, the B
+// operand of a batched 1x1 layer's weight gradient (dW = dy x^T summed over the batch).
+PackB pack_b_segmented_t(const SegmentedMatrix* m);
 
 // Where the columns of C live. Plain GEMM: column j of row i is C[i*ldc + j]. A convolution
 // over a batch computes one GEMM whose columns are (image, output position) pairs, and C's

@@ -147,25 +147,26 @@ void transpose_rows4(const float* src, int64_t ld, int64_t kc, int64_t nr, float
     for (int ii = 0; ii < 4; ++ii) dst[k * nr + ii] = src[ii * ld + k];
 }
 
+// `cols` (<= nr) rows of kc values (ld apart) -> one micro-panel of nr columns, dst[k * nr + j]
+// = src[j * ld + k], zero past `cols`: four source rows at a time through 4 x 4 transposes, the
+// rest (cols % 4 rows) read along k and scattered by nr. A transposed B.
+void panel_from_columns(const float* src, int64_t ld, int64_t kc, int64_t cols, int64_t nr,
+                        float* dst) {
+  const int64_t quads = nr % 4 == 0 ? cols / 4 : 0;
+  for (int64_t q = 0; q < quads; ++q) transpose_rows4(src + 4 * q * ld, ld, kc, nr, dst + 4 * q);
+  for (int64_t jj = 4 * quads; jj < cols; ++jj)
+    for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = src[jj * ld + k];
+  for (int64_t jj = cols; jj < nr; ++jj)
+    for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
+}
+
 // op(B)[k0:k0+kc, j0:j0+nj] -> micro-panels of nr columns, k-major.
 void pack_b(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
             float* dst) {
   const auto& b = *static_cast<const DenseMatrix*>(ctx);
   if (!b.trans) return panels_from_rows(b.data + k0 * b.ld + j0, b.ld, kc, nj, nr, dst);
-  for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr) {
-    const int64_t cols = nj - jp < nr ? nj - jp : nr;
-    // op(B)[k][j] = B[j][k]: four source rows at a time through 4 x 4 transposes, the rest
-    // (cols % 4 rows) read along k and scattered by nr.
-    const int64_t quads = nr % 4 == 0 ? cols / 4 : 0;
-    for (int64_t q = 0; q < quads; ++q)
-      transpose_rows4(b.data + (j0 + jp + 4 * q) * b.ld + k0, b.ld, kc, nr, dst + 4 * q);
-    for (int64_t jj = 4 * quads; jj < cols; ++jj) {
-      const float* src = b.data + (j0 + jp + jj) * b.ld + k0;
-      for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = src[k];
-    }
-    for (int64_t jj = cols; jj < nr; ++jj)
-      for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = 0.0f;
-  }
+  for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr)
+    panel_from_columns(b.data + (j0 + jp) * b.ld + k0, b.ld, kc, std::min(nr, nj - jp), nr, dst);
 }
 
 // Rows [i0, i0+mi) x columns [k0, k0+kc) of a SegmentedMatrix: each row is read along its
@@ -221,8 +222,27 @@ void pack_b_seg(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj,
   }
 }
 
+// B = S^T for a SegmentedMatrix S whose segmented columns are the reduction: rows [k0, k0+kc) x
+// columns [j0, j0+nj) of B are rows [j0, j0+nj) x columns [k0, k0+kc) of S, taken segment by
+// segment (one contiguous run per image) through panel_from_columns.
+void pack_b_seg_t(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
+                  float* dst) {
+  const auto& s = *static_cast<const SegmentedMatrix*>(ctx);
+  for (int64_t jp = 0; jp < nj; jp += nr, dst += kc * nr) {
+    const int64_t cols = std::min(nr, nj - jp);
+    for (int64_t k = k0; k < k0 + kc;) {
+      const int64_t seg = (s.col0 + k) / s.seg_cols, ks = (s.col0 + k) % s.seg_cols;
+      const int64_t len = std::min(s.seg_cols - ks, k0 + kc - k);
+      panel_from_columns(s.data + seg * s.seg_stride + (j0 + jp) * s.ld + ks, s.ld, len, cols, nr,
+                         dst + (k - k0) * nr);
+      k += len;
+    }
+  }
+}
+
 }  // namespace
 
+PackB pack_b_segmented_t(const SegmentedMatrix* m) { return PackB{pack_b_seg_t, m}; }
 PackB pack_b_segmented(const SegmentedMatrix* m) { return PackB{pack_b_seg, m}; }
 PackA pack_a_segmented(const SegmentedMatrix* m) { return PackA{pack_a_seg, m}; }
 PackA pack_a_dense(const DenseMatrix* m) { return PackA{pack_a, m}; }
