@@ -9,7 +9,8 @@ the op's table in ``csrc/cpu/conv/conv2d.cpp``) and ``auto``, in rounds: each ro
 candidate once, in turn, so that a slow spell of a shared host falls on all of them alike; a
 candidate more than 3x slower than the best after the first round is dropped. It prints the
 minimum over rounds (ms; the host only ever adds time), the fastest algo, ``auto``'s choice and
-``auto``'s regret (its time over the fastest's). The heuristics in ``conv2d.cpp`` cite these
+``auto``'s regret (its choice's time over the fastest's; ``auto`` itself is timed too, as a check
+that it runs its choice). The heuristics in ``conv2d.cpp`` cite these
 tables (``benchmarks/results/algos_<uarch>_<threads>t.md``).
 
 One process, one library (ours): no cross-library thread pools to separate.
@@ -36,10 +37,14 @@ def runner(F, kind, p, x, w, gy, algo):
 
 
 def measure(fns, rounds):
-    """{name: min ms over rounds}, candidates run in turn each round."""
+    """{name: min ms over rounds}, candidates run in turn each round, the order rotated by one
+    each round (a call's time depends on its predecessor's: whether the output's pages come back
+    from the heap or fault in afresh moved a 1x1 layer by 10-25%)."""
     best = {}
     for r in range(rounds):
-        for name, fn in list(fns.items()):
+        names = list(fns)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[name]
             t0 = time.perf_counter()
             fn()
             ms = (time.perf_counter() - t0) * 1e3
@@ -95,7 +100,7 @@ def main():
         choice = _C.conv2d_auto_choice(PASSES[kind], geom)
         named = {a: v for a, v in ms.items() if a != "auto"}
         fastest = min(named, key=named.get)
-        regret = ms["auto"] / named[fastest]
+        regret = named[choice] / named[fastest] if choice in named else ms["auto"] / named[fastest]
         worst.append((regret, name))
         row = (f"{name:34s} {fastest:>10s} {choice:>10s} {regret:7.2f}  "
                + ", ".join(f"{a} {v:.3g}" for a, v in sorted(ms.items(), key=lambda kv: kv[1])))

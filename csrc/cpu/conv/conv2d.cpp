@@ -67,6 +67,13 @@ void backward_weight_direct_n(const Conv2dGeometry& g, const float* dy, const fl
   bias_grad(g, dy, db);
 }
 
+// This core's share of the L3, in floats (8 MiB where the caches were not read).
+int64_t l3_share_floats() {
+  const MachineDescription& m = machine();
+  const int64_t share = m.l3_bytes > 0 ? m.l3_bytes / std::max(1, m.l3_shared_by) : int64_t(8) << 20;
+  return share / int64_t(sizeof(float));
+}
+
 int64_t direct_n_unit_floats() {
   const int64_t l2 = machine().l2_bytes;
   return (l2 > 0 ? l2 : int64_t(512) << 10) / 2 / int64_t(sizeof(float));
@@ -158,12 +165,16 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 }
 
 // Weight gradient: direct for few filters and taps (LeNet) and for wide outputs (Q >= 48: the
-// padded rows waste little), except 1x1 layers with >= 196 output positions or read in place,
+// padded rows waste little) with <= 1152 taps (Zen 3, implicit / direct: VGG conv3_2, 2304
+// taps, N=1 53 / 62, N=8 499 / 506 and 417 / 487; conv2_2, 1152, N=1 56 / 56), except 1x1 layers with >= 196 output positions or read in place,
 // where im2col's GEMMs need no gather (Zen 3, ms, im2col / direct or implicit: res2_1x1_expand
 // N=8 16.6 / 25.5, res4_1x1_reduce N=8 15.9 / 19.0, res5_1x1_reduce_first N=8 24.6 / 30.6; 7x7
 // images since one GEMM runs over the batch: res5 2048->512 N=8 10.8 / 11.6, N=1 2.0 / 2.3,
-// 512->2048 N=8 10.4 / 10.6); the implicit GEMM for small images with many channels. Implicit / direct: VGG conv1_2 N=1 Zen 4 65 / 40, conv3_2 N=1 42 / 37,
-// conv4_2 N=1 39 / 43, conv5_2 N=1 9.8 / 17; LeNet c3 N=256 Zen 4 6.8 / 2.2, Zen 3 8.5 / 5.5.
+// 512->2048 N=8 10.4 / 10.6; this rule comes first: batched CIFAR-sized 1x1 layers, im2col /
+// direct_n, N=64 16->64 at 8x8 0.19 / 0.24, N=128 64->64 at 16x16 6.9 / 7.5); the implicit GEMM
+// for small images with many channels. Implicit / direct: VGG conv1_2 N=1 Zen 4 65 / 40,
+// conv3_2 N=1 42 / 37, conv4_2 N=1 39 / 43, conv5_2 N=1 9.8 / 17; LeNet c3 N=256 Zen 4 6.8 /
+// 2.2, Zen 3 8.5 / 5.5.
 //
 // direct_n (vectorised along the batch) for batches of at least one vector of images with
 // output rows narrower than 32 (where the flat-position kernel wastes >= 6% of its products on
@@ -175,6 +186,12 @@ void forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const
 // 4.3 / 3.6 / -, AlexNet conv1 N=16 77 / - / 38-42 (copies of 227-wide images). The copies of
 // one block of images must stay within 4x the L2 (2 MiB on Zen 3): ResNet's res3_proj_s2 N=8
 // (1x1 stride 2 over 256 x 56 x 56, 25 MiB a block) took 309 ms against 39 (implicit).
+// Also for larger layers with many taps (>= 400 positions, >= 576 taps), whose copies of a block
+// stay within this core's share of the L3 (16 MiB here): Zen 3, 1 thread, direct_n / best other,
+// ResNet res2_3x3 N=8 (13 MiB a block) 25.1 / 29.6 (direct), res3_3x3 N=8 (7 MiB) 26.6 / 32.2
+// (implicit), AlexNet conv2 N=16 88-108 / 92-113 (implicit); left out by the L3 bound: VGG
+// conv3_2 N=8 (27 MiB) 1370 / 417, conv4_2 N=8 (27 MiB) 631 / 448; by positions: res4_3x3 N=8
+// (196) 29-31 / 26-29 (bench_algos.py).
 namespace {
 // Images per vector of direct_n (CF_BW_V of each ISA's conv2d_direct*.cpp).
 int64_t batch_lanes() {
@@ -183,16 +200,18 @@ int64_t batch_lanes() {
 }  // namespace
 
 BackwardWeightFn backward_weight_auto_choice(const Conv2dGeometry& g) {
-  const int64_t V = batch_lanes();
-  const int64_t copies = (g.C * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) +
-                          g.K * g.P * g.Q) * V;  // direct_n's copies of one block of images
-  if (g.N >= V && g.Q < 32 && g.P * g.Q >= 64 && g.C_per_group() * g.R * g.S <= 576 &&
-      copies <= 8 * direct_n_unit_floats())  // 4x the L2: 2 MiB on Zen 3
-    return backward_weight_direct_n;
-  if (g.R == 1 && g.S == 1 && ((g.groups == 1 && g.P * g.Q >= 196) || col_is_x(g)))
+  const int64_t V = batch_lanes(), PQ = g.P * g.Q, CRS = g.C_per_group() * g.R * g.S;
+  if (g.R == 1 && g.S == 1 && ((g.groups == 1 && PQ >= 196) || col_is_x(g)))
     return backward_weight_im2col;
-  const bool small = g.K_per_group() <= 32 && g.C_per_group() * g.R * g.S <= 512;
-  if (backward_weight_direct_applies(g) && (small || g.Q >= 48)) return backward_weight_direct;
+  const int64_t copies = (g.C * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) +
+                          g.K * PQ) * V;  // direct_n's copies of one block of images
+  if (g.N >= V && PQ >= 64 &&
+      ((g.Q < 32 && CRS <= 576 && copies <= 8 * direct_n_unit_floats()) ||  // 4x the L2
+       (PQ >= 400 && CRS >= 576 && copies <= l3_share_floats())))
+    return backward_weight_direct_n;
+  const bool small = g.K_per_group() <= 32 && CRS <= 512;
+  if (backward_weight_direct_applies(g) && (small || (g.Q >= 48 && CRS <= 1152)))
+    return backward_weight_direct;
   return backward_weight_implicit;
 }
 
@@ -367,11 +386,12 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
         "data: direct_n for stride 1, >= 1 vector of images and <= 6 input channels per group; "
         "strided: im2col; stride 1: the transposed forward through auto's forward choice, "
         "or im2col for 1x1 layers that are wide (>= 196 positions) or read in place, and for large (>= 729) "
-        "layers; weight: direct_n for "
-        ">= 1 vector of images, Q < 32, >= 64 positions, <= 576 taps and a block's copies "
-        "<= 2 MiB, im2col for "
-        "1x1 with >= 196 positions or read in place (one GEMM over the batch), direct for stride 1 with K/groups <= 32 and C/groups*R*S <= "
-        "512 or Q >= 48, else implicit (docs/cpu_tuning.md)",
+        "layers; weight: im2col for 1x1 with >= 196 positions or read in place (one GEMM over "
+        "the batch); direct_n for >= 1 vector of images with >= 64 positions and either Q < 32, "
+        "<= 576 taps and a block's copies <= 2 MiB, or >= 400 positions, >= 576 taps and a "
+        "block's copies within this core's L3 share; direct for stride 1 with K/groups <= 32 "
+        "and C/groups*R*S <= 512, or Q >= 48 and <= 1152 taps; else implicit "
+        "(docs/cpu_tuning.md)",
         "cpu/conv/conv2d.cpp", "every geometry"},
        backward_data_auto, backward_weight_auto, always, always},
   };

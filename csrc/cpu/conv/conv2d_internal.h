@@ -139,6 +139,9 @@ void backward_weight_direct_n_neon(const Conv2dGeometry& g, const float* dy, con
 // Floats of image-block copies direct_n takes per unit (half this CPU's L2, from the machine
 // description; 256 KiB where the L2 size is unknown).
 int64_t direct_n_unit_floats();
+// This core's share of the L3 in floats (the L3 over the logical CPUs sharing it; 8 MiB where
+// unknown): the bound on direct_n's copies of one block for larger layers (auto's weight rule).
+int64_t l3_share_floats();
 bool backward_data_direct_n_applies(const Conv2dGeometry& g);
 void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const float* w, float* dx);
 void backward_data_direct_n_scalar(const Conv2dGeometry& g, const float* dy, const float* w,
