@@ -28,7 +28,9 @@ CASES = [
     ((1, 2, 4, 600), 2, 2, 0, 1, False),
     ((4, 8, 33, 31), 2, 2, 0, 1, True),             # large enough to run threaded
     ((2, 4, 17, 19), 3, 2, 1, 1, False),
-]
+    ((2, 3, 1, 1), 2, 2, 0, 1, True),               # ceil_mode, a window wider than the input: one output
+    ((1, 2, 3, 2), 4, 3, 1, 1, True),               # ... with padding, and rows and columns alike
+]  # (tests below pick cases by index: add new ones at the end)
 AVG_CASES = [c for c in CASES if c[4] == 1]
 
 

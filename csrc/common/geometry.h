@@ -37,12 +37,15 @@ CF_HOST_DEVICE inline int64_t conv_output_size(int64_t n, int64_t kernel, int64_
 }
 
 // Pooling's rule: the conv rule, or its ceiling in ceil_mode, where the last window
-// must still start inside the input or its left padding (as in PyTorch).
+// must still start inside the input or its left padding (ATen's pooling_output_shape, its
+// division rounding towards minus infinity: in ceil_mode a window wider than the padded
+// input still gives one output when it starts inside it, e.g. n = 1, kernel = stride = 2).
+// 0 where nothing fits.
 CF_HOST_DEVICE inline int64_t pool_output_size(int64_t n, int64_t kernel, int64_t stride,
                                                int64_t pad, int64_t dilation, bool ceil_mode) {
-  const int64_t span = n + 2 * pad - dilation * (kernel - 1) - 1;
-  if (span < 0) return 0;
-  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  const int64_t num = n + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  if (num < 0) return 0;  // floor(num / stride) + 1 <= 0
+  int64_t out = num / stride + 1;
   if (ceil_mode && (out - 1) * stride >= n + pad) --out;
   return out;
 }
@@ -222,8 +225,10 @@ inline Pool2dGeometry make_pool2d_geometry(int64_t N, int64_t C, int64_t H, int6
   require(pad_h <= R / 2 && pad_w <= S / 2,
           o + "padding " + pair_str(pad_h, pad_w) + " must be at most half of the kernel size " +
               pair_str(R, S));
+  // In ceil_mode a window may be wider than the padded input (the output-size check below then
+  // decides, as in PyTorch).
   const int64_t padded_h = H + 2 * pad_h, padded_w = W + 2 * pad_w;
-  require(eff_r <= padded_h && eff_s <= padded_w,
+  require(ceil_mode || (eff_r <= padded_h && eff_s <= padded_w),
           o + "kernel size " + pair_str(eff_r, eff_s) +
               (dilation_h > 1 || dilation_w > 1 ? " (after dilation)" : "") +
               " is larger than the padded input " + pair_str(padded_h, padded_w) +
