@@ -7,7 +7,8 @@ import torch
 
 import convforge
 import convforge.functional as F
-from conftest import BWD_TOL, FWD_TOL, randn, rel_error
+from convforge import _C
+from conftest import BWD_TOL, FWD_TOL, num_threads, randn, rel_error
 
 ALGOS = [a["name"] for a in F.algos("gemm")]  # the one table (csrc/cpu/gemm/gemm.cpp)
 
@@ -90,6 +91,32 @@ def test_blocked_threaded(rng, mnk):
     finally:
         F.set_num_threads(previous)
     assert rel_error(out, 1.25 * (a.astype(np.float64) @ b) + 0.5 * c) <= FWD_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mnk", [(131, 61, 300), (200, 17, 650), (1030, 64, 70), (129, 1, 5)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_sup_reads_a_in_place(rng, mnk, threads):
+    """The skinny GEMM (sup: N <= 64, M > 128, A not transposed) reads A's rows in place: whole
+    blocks of 6 rows, the last partial one packed (131 = 21 * 6 + 5), K over several KC blocks
+    (beta once, bias and relu after the last), B transposed or not, columns off the 16-wide
+    panels; the rows split over 2 threads."""
+    M, N, K = mnk
+    if _C.cpu_config()["name"] == "avx2":  # the one config with a sup kernel so far
+        assert _C.gemm_auto_choice(M, N, K, False, True) == "sup"
+        assert "sup" in _C.gemm_eligible_algos(M, N, K, False, False)
+    assert "sup" not in _C.gemm_eligible_algos(M, N, K, True, False)  # A transposed: blocked's
+    a, c = randn(rng, M, K), randn(rng, M, N)
+    for trans_b in (False, True):
+        b = randn(rng, *((N, K) if trans_b else (K, N)))
+        with num_threads(threads):
+            out = F.gemm(a, b, c, alpha=0.75, beta=-1.5, trans_b=trans_b, algo="sup")
+        ref = 0.75 * (a.astype(np.float64) @ (b.T if trans_b else b)) + -1.5 * c
+        assert rel_error(out, ref) <= FWD_TOL, trans_b
+    x, w, bias = a, randn(rng, N, K), randn(rng, N)  # linear: x W^T + bias (the column bias)
+    with num_threads(threads):
+        y = F.linear(x, w, bias, algo="sup")
+    assert rel_error(y, x.astype(np.float64) @ w.T + bias) <= FWD_TOL
 
 
 def test_unknown_algo(rng):

@@ -104,5 +104,8 @@ void bind_machine(py::module_& m) {
 
   m.def("conv2d_eligible_algos", &conv2d_eligible_algos, py::arg("pass_"), py::arg("geom"));
   m.def("conv2d_auto_choice", &conv2d_auto_choice, py::arg("pass_"), py::arg("geom"));
-  m.def("gemm_auto_choice", &gemm_auto_choice, py::arg("M"), py::arg("N"), py::arg("K"));
+  m.def("gemm_auto_choice", &gemm_auto_choice, py::arg("M"), py::arg("N"), py::arg("K"),
+        py::arg("trans_a") = false, py::arg("trans_b") = false);
+  m.def("gemm_eligible_algos", &gemm_eligible_algos, py::arg("M"), py::arg("N"), py::arg("K"),
+        py::arg("trans_a") = false, py::arg("trans_b") = false);
 }

@@ -270,8 +270,9 @@ def gemm_algo(m: int, n: int, k: int, trans_a: bool, trans_b: bool, run) -> str:
     if not _enabled or m * n * k <= 512:  # tiny products: timing costs more than any choice saves
         return "auto"
     return _answer(("gemm", m, n, k, trans_a, trans_b),
-                   lambda: choose(gemm_key(m, n, k, trans_a, trans_b), ["blocked", "gemv"], run,
-                                  first=_C.gemm_auto_choice(m, n, k)))
+                   lambda: choose(gemm_key(m, n, k, trans_a, trans_b),
+                                  list(_C.gemm_eligible_algos(m, n, k, trans_a, trans_b)), run,
+                                  first=_C.gemm_auto_choice(m, n, k, trans_a, trans_b)))
 
 
 def conv_choice_report(geom) -> dict:
@@ -311,7 +312,7 @@ def _report(layer, in_shape) -> dict:
         m, k = in_shape[0], int(np.prod(in_shape[1:]))
         hit = lookup(gemm_key(m, layer.weight.data.shape[0], k, False, True))
         return {"forward": f"{hit} (tuned)" if hit else
-                f"{_C.gemm_auto_choice(m, layer.weight.data.shape[0], k)} (auto)"}
+                f"{_C.gemm_auto_choice(m, layer.weight.data.shape[0], k, False, True)} (auto)"}
     geom = F._conv_geometry("conv2d", in_shape, layer.weight.data.shape, layer.stride, layer.padding,
                             layer.dilation, layer.groups)
     return conv_choice_report(geom)

@@ -75,9 +75,11 @@ void check_close(const std::string& kernel, const std::string& what, const std::
 // ---- GEMM -----------------------------------------------------------------------------------
 void check_gemm() {
   struct Size { int64_t M, N, K; };
-  // Off every micro-tile (14x32, 6x16, 8x12, 4x16) and across a KC block (256 and 640).
-  const Size sizes[] = {{1, 1, 1},   {3, 5, 7},    {4, 37, 9},   {8, 12, 1},   {9, 13, 17},
-                        {17, 25, 33}, {16, 24, 8}, {33, 70, 300}, {50, 27, 650}, {129, 61, 65}};
+  // Off every micro-tile (14x32, 6x16, 8x12, 4x16) and across a KC block (256 and 640); the
+  // last two are sup's shapes (N <= 64, M > 128: A read in place, a partial last row block).
+  const Size sizes[] = {{1, 1, 1},    {3, 5, 7},     {4, 37, 9},   {8, 12, 1},
+                        {9, 13, 17},  {17, 25, 33},  {16, 24, 8},  {33, 70, 300},
+                        {50, 27, 650}, {129, 61, 65}, {131, 61, 300}, {200, 17, 650}};
   for (const Size& s : sizes)
     for (int t = 0; t < 4; ++t) {
       const bool ta = t & 1, tb = t & 2;
@@ -96,7 +98,9 @@ void check_gemm() {
           if (ab.second == 0.0f) ref.assign(ref.size(), kNaN);
           cpu::sgemm(ta, tb, s.M, s.N, s.K, ab.first, A.data(), lda, B.data(), ldb, ab.second,
                      ref.data(), ldc, ep, "reference");
-          for (const char* algo : {"blocked", "gemv", "auto"}) {
+          for (const auto& info : cpu::gemm_algos()) {  // the one table (gemm.cpp)
+            if (info.name == "reference") continue;
+            const char* algo = info.name.c_str();
             std::vector<float> c = C0;
             if (ab.second == 0.0f) c.assign(c.size(), kNaN);
             cpu::sgemm(ta, tb, s.M, s.N, s.K, ab.first, A.data(), lda, B.data(), ldb, ab.second,

@@ -26,6 +26,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            int64_t ldc, const GemmEpilogue& epilogue = {}, const std::string& algo = "auto");
 
 std::vector<KernelInfo> gemm_algos();
-std::string gemm_auto_choice(int64_t M, int64_t N, int64_t K);  // the algo "auto" runs
+// The algo "auto" runs for this call.
+std::string gemm_auto_choice(int64_t M, int64_t N, int64_t K, bool trans_a = false,
+                             bool trans_b = false);
+// The production algos that run as themselves for this call (the tuner's candidates).
+std::vector<std::string> gemm_eligible_algos(int64_t M, int64_t N, int64_t K, bool trans_a,
+                                             bool trans_b);
 
 }  // namespace convforge::cpu

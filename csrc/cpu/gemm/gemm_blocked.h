@@ -38,6 +38,12 @@ struct TileEpilogue {
 using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C,
                              int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
 
+// The skinny GEMM's micro-kernel (gemm_sup.cpp): as MicroKernel, but B's row k is at B + k * ldb
+// (a row-major B read in place, or a packed micro-panel with ldb = NR), and A is either a packed
+// micro-panel (lda == 0) or MR whole rows of a row-major A read in place, lda apart (m == MR).
+using SupKernel = void (*)(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
+                           float* C, int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+
 // The blocking of the configuration in use for one SIMD level (gemm_config.cpp): the entry's
 // micro-kernel and the cache blocks derived from the machine's cache sizes.
 struct GemmConfig {
@@ -45,6 +51,7 @@ struct GemmConfig {
   int64_t mc, kc, nc;  // cache blocks; mc is a multiple of mr, nc of nr
   MicroKernel kernel;
   const char* name;
+  SupKernel sup = nullptr;  // the skinny GEMM's kernel, where the entry has one
 };
 
 const GemmConfig& gemm_config(SimdLevel level);
@@ -59,6 +66,7 @@ struct GemmConfigEntry {
   double l1_frac, l2_frac, l3_frac;
   bool (*matches)(const MachineDescription&);
   const char* description;
+  SupKernel sup = nullptr;  // gemm_sup.cpp's kernel (AVX2 only so far; elsewhere "sup" is "blocked")
 };
 const GemmConfigEntry* gemm_config_entries(int* count);
 const GemmConfig& gemm_config_blocks(int index);  // entry `index`'s blocks on this machine
@@ -74,6 +82,8 @@ void microkernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* 
                            int64_t m, int64_t n, const TileEpilogue& ep);
 void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, float* C,
                               int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+void sup_kernel_avx2_6x16(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
+                          float* C, int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
 void microkernel_neon_8x12(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                            int64_t m, int64_t n, const TileEpilogue& ep);
 
@@ -139,6 +149,12 @@ void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                    int64_t ldc, const GemmEpilogue& epi);
+// The skinny GEMM (gemm_sup.cpp): the small operand packed, the large one read in place.
+void sgemm_sup(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc, const GemmEpilogue& epi);
+// Whether sgemm_sup reads an operand in place for this call (else it runs sgemm_blocked).
+bool sup_applies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
 void sgemm_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc, const GemmEpilogue& epi);

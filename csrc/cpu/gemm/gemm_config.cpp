@@ -62,7 +62,7 @@ const GemmConfigEntry kEntries[] = {
     // AVX2 + FMA (Haswell .. Alder Lake, Zen 1-3): 6 x 16: 12 ymm accumulators + 2 for B +
     // 1 broadcast = 15 of 16 registers. BLIS's haswell/zen configs keep MC x KC near 30% of L2.
     {"avx2", SimdLevel::AVX2, 6, 16, microkernel_avx2_6x16, 0.5, 0.3, 0.125, any,
-     "AVX2+FMA (Haswell .. Alder Lake, Zen 1-3), 6x16 micro-tile"},
+     "AVX2+FMA (Haswell .. Alder Lake, Zen 1-3), 6x16 micro-tile", sup_kernel_avx2_6x16},
 #endif
     // Portable: the compiler vectorises the 16-wide rows with SSE2 (or NEON).
     {"scalar", SimdLevel::Scalar, 4, 16, microkernel_scalar_4x16, 0.5, 0.3, 0.125, any,
@@ -80,6 +80,7 @@ GemmConfig derive(const GemmConfigEntry& e, const MachineDescription& m) {
   c.mr = e.mr;
   c.nr = e.nr;
   c.kernel = e.kernel;
+  c.sup = e.sup;
   c.name = e.name;
   c.kc = std::clamp<int64_t>(round_down(int64_t(e.l1_frac * m.l1d_bytes) / (4 * e.nr), 16), 64,
                              1024);
