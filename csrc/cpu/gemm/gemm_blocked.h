@@ -38,11 +38,10 @@ struct TileEpilogue {
 using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C,
                              int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
 
-// The skinny GEMM's micro-kernel (gemm_sup.cpp): as MicroKernel, but B's row k is at B + k * ldb
-// (a row-major B read in place, or a packed micro-panel with ldb = NR), and A is either a packed
+// The skinny GEMM's micro-kernel (gemm_sup.cpp): as MicroKernel, but A is either a packed
 // micro-panel (lda == 0) or MR whole rows of a row-major A read in place, lda apart (m == MR).
-using SupKernel = void (*)(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                           float* C, int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+using SupKernel = void (*)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                           int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
 
 // The blocking of the configuration in use for one SIMD level (gemm_config.cpp): the entry's
 // micro-kernel and the cache blocks derived from the machine's cache sizes.
@@ -82,8 +81,8 @@ void microkernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* 
                            int64_t m, int64_t n, const TileEpilogue& ep);
 void microkernel_avx512_14x32(int64_t kc, const float* Ap, const float* Bp, float* C,
                               int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
-void sup_kernel_avx2_6x16(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                          float* C, int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
+void sup_kernel_avx2_6x16(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                          int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep);
 void microkernel_neon_8x12(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                            int64_t m, int64_t n, const TileEpilogue& ep);
 

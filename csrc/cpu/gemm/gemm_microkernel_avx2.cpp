@@ -12,13 +12,12 @@ namespace convforge::cpu::gemm_detail {
 
 namespace {
 
-// The tile body for ROWS rows (<= 6) and COLV column vectors (1 or 2). B's row k is at
-// Bp + k * ldb (a packed micro-panel: ldb = NR). A: a packed micro-panel (MR values per k), or
-// with UNPACKED_A the rows of a row-major A, lda apart (the skinny GEMM of gemm_sup.cpp).
+// The tile body for ROWS rows (<= 6) and COLV column vectors (1 or 2), from a packed B
+// micro-panel. A: a packed micro-panel (MR values per k), or with UNPACKED_A the rows of a
+// row-major A, lda apart (the skinny GEMM of gemm_sup.cpp).
 template <int ROWS, int COLV, bool UNPACKED_A = false>
 inline void tile_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-                      int64_t m, int64_t n, const TileEpilogue& ep, int64_t ldb = 16,
-                      int64_t lda = 0) {
+                      int64_t m, int64_t n, const TileEpilogue& ep, int64_t lda = 0) {
   constexpr int MR = 6, NR = 16, R = ROWS;
   __m256 c0[R], c1[R];
 #pragma GCC unroll 6
@@ -33,8 +32,8 @@ inline void tile_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, in
 
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(Bp + k * ldb);
-    const __m256 b1 = COLV == 2 ? _mm256_loadu_ps(Bp + k * ldb + 8) : b0;
+    const __m256 b0 = _mm256_load_ps(Bp + k * NR);
+    const __m256 b1 = COLV == 2 ? _mm256_load_ps(Bp + k * NR + 8) : b0;
 #pragma GCC unroll 6
     for (int i = 0; i < R; ++i) {
       const __m256 a = _mm256_broadcast_ss(UNPACKED_A ? Ap + i * lda + k : Ap + k * MR + i);
@@ -97,14 +96,11 @@ void microkernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* 
   return tile_avx2<3, 1>(kc, Ap, Bp, C, ldc, m, n, ep);
 }
 
-void sup_kernel_avx2_6x16(int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                          float* C, int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep) {
-  if (lda == 0) {  // packed A, B rows ldb apart
-    if (n > 8) return tile_avx2<6, 2>(kc, A, B, C, ldc, m, n, ep, ldb);
-    return tile_avx2<6, 1>(kc, A, B, C, ldc, m, n, ep, ldb);
-  }
-  if (n > 8) return tile_avx2<6, 2, true>(kc, A, B, C, ldc, m, n, ep, ldb, lda);  // m == 6 rows
-  return tile_avx2<6, 1, true>(kc, A, B, C, ldc, m, n, ep, ldb, lda);
+void sup_kernel_avx2_6x16(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                          int64_t ldc, int64_t m, int64_t n, const TileEpilogue& ep) {
+  if (lda == 0) return microkernel_avx2_6x16(kc, A, Bp, C, ldc, m, n, ep);  // packed A
+  if (n > 8) return tile_avx2<6, 2, true>(kc, A, Bp, C, ldc, m, n, ep, lda);  // m == 6 rows
+  return tile_avx2<6, 1, true>(kc, A, Bp, C, ldc, m, n, ep, lda);
 }
 
 }  // namespace convforge::cpu::gemm_detail

@@ -1,19 +1,16 @@
-// The skinny GEMM ("sup", after BLIS's gemmsup for small/unpacked problems): when one side of C
-// is narrow, the operand on that side is small, and only it is packed; the large operand is read
-// in place by the micro-kernel, so that its one trip from memory overlaps the multiply-adds.
+// The skinny GEMM ("sup", after BLIS's gemmsup for small/unpacked problems): when C has few
+// columns (N <= 64) and many rows, B (K x N) is small and only it is packed; A is read in place
+// by the micro-kernel's broadcasts (A + i * lda + k: six sequential row streams, which the
+// hardware prefetchers follow), so its one trip from memory overlaps the multiply-adds. Per KC
+// block the team packs op(B); each thread takes whole MR-row blocks of A and runs the
+// ceil(N/NR) tiles of each block while its rows sit in L1. The last, partial row block is packed
+// (zero-padded), so the kernel never reads past the matrix.
 //
-//   M small (B row-major, not transposed): per KC block the team packs all of op(A) (M x kc);
-//     each thread takes whole NR-column panels of B, read at B + k * ldb, and runs the ceil(M/MR)
-//     tiles of each panel while it sits in L1.
-//   N small (A row-major, not transposed): per KC block op(B) (kc x N) is packed; each thread
-//     takes whole MR-row blocks of A, read at A + i * lda + k by the broadcasts, and runs the
-//     ceil(N/NR) tiles of each block.
-//
-// Edges: the last partial column panel of B (or row block of A) is packed, zero-padded, so the
-// kernel never reads past the matrix. Why: a skinny GEMM's large operand is used by few tiles
-// (M = 32: 6 tiles per element of B), so the blocked driver's copy of it into micro-panels cost as
-// much as half its multiply-adds (Zen 3, 32x2048x2048: the B pack 29% of the samples against the
-// micro-kernel's 48%), and the copy waits on memory with no arithmetic to hide it.
+// Why: each element of A serves only N/NR tiles, so the blocked driver's copy of A into
+// micro-panels cost up to a quarter of such a GEMM (Zen 3, 1024x64x1024: pack_a 15% of the
+// samples against the micro-kernel's 65%). The mirror image for small M (B's rows read in place)
+// lost 2x: a micro-panel of B is kc rows of 64 bytes, a page apart for N = 2048, which the
+// prefetchers do not follow (docs/cpu_tuning.md).
 #include <omp.h>
 
 #include <algorithm>
@@ -81,7 +78,7 @@ void stream_a(const GemmConfig& cfg, int nthreads, bool trans_b, int64_t M, int6
       }
       for (int64_t p = 0; p < n_panels; ++p) {
         const int64_t j = p * NR;
-        cfg.sup(kc, ap, la, bpack + p * kc * NR, NR, C + i * ldc + j, ldc, m, std::min(NR, N - j),
+        cfg.sup(kc, ap, la, bpack + p * kc * NR, C + i * ldc + j, ldc, m, std::min(NR, N - j),
                 tile_epilogue(alpha, beta, pc == 0, pc + kc >= K, epi, i, j));
       }
     }
