@@ -22,8 +22,6 @@ namespace {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// Below this many multiply-adds, waking the thread team costs more than it saves.
-constexpr int64_t kMinParallelMacs = int64_t(1) << 20;
 constexpr int64_t kMaxNR = 32, kMaxTile = 16 * kMaxNR;  // the largest micro-kernel's NR, MR x NR
 
 // K == 0: C = beta * C + biases, then relu.
@@ -61,6 +59,12 @@ float* thread_scratch(ScratchSlot slot, int64_t count) {
   return s.p;
 }
 
+int gemm_threads(int64_t M, int64_t N, int64_t K) {
+  constexpr int64_t kMinParallelMacs = int64_t(1) << 20;
+  return (!omp_in_parallel() && M * N * K >= kMinParallelMacs) ? std::max(1, omp_get_max_threads())
+                                                                : 1;
+}
+
 void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, PackB b, float beta,
                       float* C, int64_t ldc, const GemmEpilogue& epi, const ColumnSegments& segs) {
   if (M <= 0 || N <= 0) return;
@@ -74,9 +78,7 @@ void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, Pac
 
   const GemmConfig& cfg = gemm_config(simd_level());
   const int64_t MR = cfg.mr, NR = cfg.nr, KC = cfg.kc, NC = cfg.nc;
-  const int nthreads = (!omp_in_parallel() && M * N * K >= kMinParallelMacs)
-                           ? std::max(1, omp_get_max_threads())
-                           : 1;
+  const int nthreads = gemm_threads(M, N, K);
 
   // The ic blocks: at most cfg.mc rows. With several threads the C block is split over ic
   // blocks (each thread packs its own A block) when the micro-tiles of M share out evenly;

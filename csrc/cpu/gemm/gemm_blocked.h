@@ -135,6 +135,11 @@ struct ColumnSegments {
   int64_t seg_stride = 0;
 };
 
+// The threads a GEMM of M x N x K multiply-adds wakes: all of them, except inside an OpenMP
+// parallel region (a convolution threaded over images) and below 2^20 multiply-adds, where
+// waking the team costs more than it saves (then 1).
+int gemm_threads(int64_t M, int64_t N, int64_t K);
+
 // C (M x N) = alpha * A * B + beta * C with epilogue, through the five loops.
 // Runs serially when called inside an OpenMP parallel region or when the problem is small.
 void gemm_blocked_run(int64_t M, int64_t N, int64_t K, float alpha, PackA a, PackB b, float beta,

@@ -23,18 +23,14 @@ namespace {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-constexpr int64_t kMinParallelMacs = int64_t(1) << 20;  // as gemm_blocked.cpp
 // The narrow side of C up to which sup reads the other operand in place (Zen 3, measured:
 // docs/cpu_tuning.md).
 constexpr int64_t kSupMaxNarrow = 64;
 
-enum class Stream { None, A, B };
-
-Stream stream_of(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
-  const GemmConfig& cfg = gemm_config(simd_level());
-  if (!cfg.sup || M <= 0 || N <= 0 || K <= 0) return Stream::None;
-  if (N <= kSupMaxNarrow && !trans_a && M > 2 * kSupMaxNarrow) return Stream::A;
-  return Stream::None;
+// Whether A is read in place (B is packed whatever its layout).
+bool reads_a_in_place(bool trans_a, int64_t M, int64_t N, int64_t K) {
+  return gemm_config(simd_level()).sup && K > 0 && N > 0 && N <= kSupMaxNarrow && !trans_a &&
+         M > 2 * kSupMaxNarrow;
 }
 
 TileEpilogue tile_epilogue(float alpha, float beta, bool first, bool last, const GemmEpilogue& e,
@@ -87,20 +83,17 @@ void stream_a(const GemmConfig& cfg, int nthreads, bool trans_b, int64_t M, int6
 
 }  // namespace
 
-bool sup_applies(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
-  return stream_of(trans_a, trans_b, M, N, K) != Stream::None;
+bool sup_applies(bool trans_a, bool /*trans_b*/, int64_t M, int64_t N, int64_t K) {
+  return reads_a_in_place(trans_a, M, N, K);
 }
 
 void sgemm_sup(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc, const GemmEpilogue& epi) {
-  const Stream s = stream_of(trans_a, trans_b, M, N, K);
-  if (s == Stream::None)
+  if (!reads_a_in_place(trans_a, M, N, K))
     return sgemm_blocked(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
   const GemmConfig& cfg = gemm_config(simd_level());
-  const int nthreads =
-      (!omp_in_parallel() && M * N * K >= kMinParallelMacs) ? std::max(1, omp_get_max_threads()) : 1;
-  stream_a(cfg, nthreads, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+  stream_a(cfg, gemm_threads(M, N, K), trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
 }
 
 }  // namespace convforge::cpu::gemm_detail
