@@ -326,7 +326,7 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w, c
     ep.row_bias = bias ? bias + grp * Kg : nullptr;
     ep.relu = relu;
     gemm_detail::gemm_blocked_run(Kg, g.N * PQ, CRS, 1.0f, gemm_detail::pack_a_dense(&wg),
-                                  gemm_detail::PackB{pack_b_im2col, &src}, 0.0f,
+                                  gemm_detail::PackB{pack_b_im2col, &src, true}, 0.0f,
                                   y + grp * Kg * PQ, PQ, ep, {PQ, g.K * PQ});
   });
 }
@@ -364,7 +364,7 @@ void backward_data_transposed(const Conv2dGeometry& g, const float* dy, const fl
       const RotatedFilters f{w + grp * Kg * Cg * RS, Cg, RS};
       gemm_detail::gemm_blocked_run(Cg, t.N * PQ, CRS, 1.0f,
                                     gemm_detail::PackA{pack_a_rotated, &f},
-                                    gemm_detail::PackB{pack_b_im2col, &src}, 0.0f,
+                                    gemm_detail::PackB{pack_b_im2col, &src, true}, 0.0f,
                                     dx + grp * Cg * PQ, PQ, {}, {PQ, t.K * PQ});
     });
     return;

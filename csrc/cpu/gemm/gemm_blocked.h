@@ -1,7 +1,8 @@
 // Internals of the BLIS-style GEMM (gemm_blocked.cpp), shared with the convolution
 // kernels that feed the same loops from their own packing routines.
 //
-//   jc over N by NC          B block  (KC x NC) packed once, lives in L3
+//   jc over N by NC          B block  (KC x NC) packed once, lives in L3 (with one ic block
+//                            and a gathered B: each micro-panel packed just before its use)
 //    pc over K by KC
 //     ic over M by MC        A block  (MC x KC) packed per thread, lives in L2
 //      jr over NC by NR      B micro-panel (KC x NR) streams through L1
@@ -99,6 +100,10 @@ struct PackB {
   void (*fn)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int64_t nr,
              float* dst);
   const void* ctx;
+  // fn fills one micro-panel at a time, at a cost that does not depend on how many panels a
+  // call asks for (a gather, or B^T's transposes; not B's row-by-row copy). Then, with one
+  // ic block (M <= MC), the driver packs each panel just before its micro-kernels use it.
+  bool by_panel = false;
 };
 
 // A plain row-major matrix (optionally transposed) as a packing source.

@@ -256,6 +256,6 @@ PackB pack_b_segmented_t(const SegmentedMatrix* m) { return PackB{pack_b_seg_t, 
 PackB pack_b_segmented(const SegmentedMatrix* m) { return PackB{pack_b_seg, m}; }
 PackA pack_a_segmented(const SegmentedMatrix* m) { return PackA{pack_a_seg, m}; }
 PackA pack_a_dense(const DenseMatrix* m) { return PackA{pack_a, m}; }
-PackB pack_b_dense(const DenseMatrix* m) { return PackB{pack_b, m}; }
+PackB pack_b_dense(const DenseMatrix* m) { return PackB{pack_b, m, m->trans}; }
 
 }  // namespace convforge::cpu::gemm_detail
