@@ -77,20 +77,21 @@ def test_matmul(rng, simd_level):
     assert rel_error(F.matmul(a, b), a.astype(np.float64) @ b) <= FWD_TOL
 
 
-@pytest.mark.parametrize("mnk", [(300, 300, 300), (20, 2000, 300), (1000, 9, 200), (64, 500, 300)],
+@pytest.mark.parametrize("mnk", [(300, 300, 300), (20, 2000, 300), (1000, 9, 200), (64, 500, 300), (15, 700, 300)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_blocked_threaded(rng, mnk):
     """Threaded paths: split over ic blocks, and over columns when M gives too few blocks or
-    micro-tiles that do not share out evenly (64 rows: 5 tiles of 14)."""
+    micro-tiles that do not share out evenly (64 rows: 5 tiles of 14; 15 rows: 3 tiles of 6).
+    With one ic block a transposed B is packed panel by panel by the thread that uses each
+    panel, over two K blocks (beta applied once)."""
     M, N, K = mnk
-    a, b, c = randn(rng, M, K), randn(rng, K, N), randn(rng, M, N)
-    previous = F.get_num_threads()
-    F.set_num_threads(2)
-    try:
-        out = F.gemm(a, b, c, alpha=1.25, beta=0.5, algo="blocked")
-    finally:
-        F.set_num_threads(previous)
-    assert rel_error(out, 1.25 * (a.astype(np.float64) @ b) + 0.5 * c) <= FWD_TOL
+    a, c = randn(rng, M, K), randn(rng, M, N)
+    for trans_b in (False, True):
+        b = randn(rng, *((N, K) if trans_b else (K, N)))
+        with num_threads(2):
+            out = F.gemm(a, b, c, alpha=1.25, beta=0.5, trans_b=trans_b, algo="blocked")
+        ref = 1.25 * (a.astype(np.float64) @ (b.T if trans_b else b)) + 0.5 * c
+        assert rel_error(out, ref) <= FWD_TOL, trans_b
 
 
 @pytest.mark.parametrize("threads", [1, 2])
