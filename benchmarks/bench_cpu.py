@@ -41,10 +41,11 @@ VGG = [  # name, C, K, H=W, R, pad
     ("vgg_conv2_2", 128, 128, 112, 3, 1), ("vgg_conv3_2", 256, 256, 56, 3, 1),
     ("vgg_conv4_2", 512, 512, 28, 3, 1), ("vgg_conv5_2", 512, 512, 14, 3, 1),
 ]
-# ResNet-50 (224 x 224) bottleneck layers, each distinct shape once: per stage the 1x1 reduction of
+# ResNet-50 (224 x 224): the 7x7 stem, and the bottleneck layers, each distinct shape once: per stage the 1x1 reduction of
 # the first block and of the others, the 3x3 (strided in stages 3-5's first block), the 1x1
 # expansion and the strided 1x1 projection. name, C, K, H=W (input), R, stride, pad
 RESNET = [
+    ("res1_7x7_s2", 3, 64, 224, 7, 2, 3),  # the stem
     ("res2_1x1_reduce_first", 64, 64, 56, 1, 1, 0), ("res2_3x3", 64, 64, 56, 3, 1, 1),
     ("res2_1x1_expand", 64, 256, 56, 1, 1, 0), ("res2_1x1_reduce", 256, 64, 56, 1, 1, 0),
     ("res3_1x1_reduce_first", 256, 128, 56, 1, 1, 0), ("res3_3x3_s2", 128, 128, 56, 3, 2, 1),

@@ -105,7 +105,14 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //    image of a group (the copy each thread reads its taps from) fits 1 MiB. Direct_k /
 //    implicit, ms: AlexNet conv1 N=16 (11x11 stride 4) 46 / 61, conv2 N=16 98 / 126, ResNet
 //    res2_3x3 N=8 39 / 51 (Winograd 55), res3_3x3 N=8 27 / 31; VGG conv1_2 (224x224, a 13 MB
-//    copy) stays with Winograd: 133 against 69.
+//    copy) stays with Winograd: 133 against 69. Also for first layers with few channels and wide
+//    kernels (S >= 5, >= 64 taps), where the implicit GEMM gathers short rows per tap: direct_k /
+//    implicit / im2col, ms (Zen 3, 1 thread, one process): ResNet's stem 3 -> 64 7x7 stride 2 at
+//    224 x 224 N=1 3.8 / 5.5 / 5.7, N=8 29 / 45 / 39; 3 -> 48 7x7 s2 at 128 N=8 8.8 / 13.7 /
+//    13.6; 3 -> 64 5x5 at 64 N=8 5.7 / 9.1 / 6.2, stride 2 at 112 N=8 4.3 / 5.3 / 5.0; 3 -> 96
+//    11x11 s4 (no padding) N=8 29 / 38 / 46. Left out: 1 -> 64 5x5 (25 taps) at 28 N=8 0.50 /
+//    0.48 / 0.42; 3x3 layers with 144-216 taps are mixed (16 -> 64 at 56 N=8 10.9 / 11.4 / 9.5,
+//    24 -> 64 7.8 / 9.1 / 8.1) and stay with the rules below.
 //  - 3x3 stride 1 with C, K >= 64 and >= 128 tiles of 4x4 outputs: Winograd F(4x4,3x3)
 //    (4x fewer multiply-adds; its 36 GEMMs need that many tiles to pay for the transforms).
 //    Zen 3, 1 thread, ms, F(4x4) / F(2x2) / the previous choice (`bench_algos.py --cases
@@ -147,7 +154,8 @@ ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
   if (winograd_applies(g) && g.C >= 64 && g.K >= 64 &&
       (tiles4 >= 128 || (tiles4 >= 49 && g.C >= 128 && g.K >= 128)))
     return forward_winograd_4x4;
-  if (simd_level() == SimdLevel::AVX2 && Kg >= 8 && Kg <= 192 && CRS >= 256 &&
+  if (simd_level() == SimdLevel::AVX2 && Kg >= 8 && Kg <= 192 &&
+      (CRS >= 256 || (g.S >= 5 && CRS >= 64)) &&
       g.C_per_group() * (g.H + g.pad_top + g.pad_bottom) * (g.W + g.pad_left + g.pad_right) <=
           (int64_t(1) << 18))
     return forward_direct_k;
@@ -320,7 +328,8 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
       {{"auto", "production",
         "im2col for 1x1 layers with >= 196 output positions or read in place (stride 1, unpadded); direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
         "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
-        "taps and a padded image per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
+        "taps, or >= 64 taps and S >= 5 (first layers: ResNet's 7x7 stem), and a padded image "
+        "per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
         "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs, or >= 49 with C, K >= "
         "128 (checked before the "
         "AVX2 direct_k rule); winograd for 3x3 stride-1 layers with C, K >= 64, >= "
