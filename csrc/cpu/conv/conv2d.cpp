@@ -100,6 +100,11 @@ void backward_data_direct_n(const Conv2dGeometry& g, const float* dy, const floa
 //  - 8 <= K/groups <= 32 with few taps (C/groups*R*S <= 512): direct_k, filters along the vector,
 //    no packing (LeNet c3 N=256, direct_k / direct / implicit: Zen 4 1.5 / 2.1 / 4.5, Zen 3
 //    3.5 / 5.7 / 6.4).
+//  - Fewer than 64 taps (first layers: VGG conv1_1's 27): im2col. The implicit GEMM's gather
+//    pays its per-row cost for a reduction too short to hide it; im2col copies whole rows.
+//    Zen 3, one process, ms, im2col / implicit: VGG conv1_1 N=1 5.9 / 6.5 (2 threads 6.3 /
+//    7.6; six earlier runs 1.02-1.27x in im2col's favour), N=8 74 / 82 (2 threads 41 / 72);
+//    1 -> 64 5x5 at 28 N=8 0.42 / 0.46; 3 -> 64 3x3 at 32 N=16 2.1 / 2.3 (2 threads 1.3 / 3.1).
 //  - AVX2 only (its direct_k holds 16 filters x 6 positions in two vectors each; measured on
 //    Zen 3 alone): also for 8..192 filters per group with >= 256 taps, when the zero-padded
 //    image of a group (the copy each thread reads its taps from) fits 1 MiB. Direct_k /
@@ -150,6 +155,7 @@ ForwardFn forward_auto_choice(const Conv2dGeometry& g) {
     return forward_im2col;
   if (Kg <= 6) return forward_direct;
   if (Kg >= 8 && Kg <= 32 && CRS <= 512) return forward_direct_k;
+  if (CRS < 64) return forward_im2col;
   const int64_t tiles4 = g.N * ((g.P + 3) / 4) * ((g.Q + 3) / 4);
   if (winograd_applies(g) && g.C >= 64 && g.K >= 64 &&
       (tiles4 >= 128 || (tiles4 >= 49 && g.C >= 128 && g.K >= 128)))
@@ -327,7 +333,7 @@ const std::vector<ConvForwardAlgo>& conv2d_forward_table() {
        forward_winograd_4x4, winograd_applies},
       {{"auto", "production",
         "im2col for 1x1 layers with >= 196 output positions or read in place (stride 1, unpadded); direct for K/groups <= 6 (LeNet c1, depthwise); direct_k for 8..32 filters per group and "
-        "C/groups*R*S <= 512 (LeNet c3), and on AVX2 for 8..192 filters per group with >= 256 "
+        "C/groups*R*S <= 512 (LeNet c3); im2col for < 64 taps (VGG conv1_1); on AVX2 for 8..192 filters per group with >= 256 "
         "taps, or >= 64 taps and S >= 5 (first layers: ResNet's 7x7 stem), and a padded image "
         "per group <= 1 MiB (AlexNet conv1/2); winograd_4x4 for 3x3 "
         "stride-1 layers with C, K >= 64 and >= 128 tiles of 4x4 outputs, or >= 49 with C, K >= "
