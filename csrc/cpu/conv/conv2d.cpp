@@ -268,7 +268,14 @@ void backward_weight_auto(const Conv2dGeometry& g, const float* dy, const float*
 // the implicit GEMM and im2col's per-image GEMMs are wide: 1x1 layers with >= 196 positions
 // (no col2im overlap; Zen 3, ms, im2col / implicit: res2_1x1_expand N=8 22 / 44, res3_1x1_expand
 // N=8 40 / 64, res4_1x1_expand N=8 18 / 25; 7x7 stays implicit: res5_1x1_reduce N=8 87 / 31) and
-// larger kernels with >= 729 positions (res3_3x3 N=8 67 / 83, AlexNet conv2 N=16 116 / 177).
+// larger kernels with >= 729 positions (res3_3x3 N=8 67 / 83, AlexNet conv2 N=16 116 / 177),
+// and batches of at most 256 positions in all (small images at N=1: the implicit GEMM has that
+// few columns, while im2col's W^T dy has C*R*S rows). Zen 3, ms, im2col / implicit, 1 thread
+// (bench_algos.py --rounds 2, then one process): VGG conv5_2 N=1 13.4 / 14.4, res4_3x3 N=1
+// 4.3 / 5.0, res5_3x3 N=1 6.2 / 7.4, 512 -> 512 at 7 x 7 N=2 10.2 / 11.5, 384 -> 256 at 13 x 13
+// N=1 5.8 / 6.6; 2 threads 8.9 / 9.8, 2.8 / 3.3, 7.5 / 8.4, 3.1 / 3.2. Losses inside the rule:
+// res4_3x3 N=1 on 2 threads 2.11 / 1.95, 256 -> 256 at 7 x 7 N=4 on 1 thread 6.2 / 6.0. Left to
+// implicit: res5_3x3 N=8 (392 positions) 41 / 32.
 // LeNet c3 N=256 (transposed 16->6: direct) Zen 4 2.3 ms against im2col 4.9, Zen 3 5.6 / 7.2.
 //
 // direct_n (along the batch, only the taps that reach dy) for stride 1, >= one vector of images
@@ -286,7 +293,8 @@ BackwardDataFn backward_data_auto_choice(const Conv2dGeometry& g) {
   if (f == forward_winograd) return backward_data_winograd;
   if (f == forward_winograd_4x4) return backward_data_winograd_4x4;
   const int64_t PQ = g.P * g.Q;
-  if (g.groups == 1 && ((g.R * g.S == 1 && (PQ >= 196 || col_is_x(g))) || PQ >= 729))
+  if (g.groups == 1 &&
+      ((g.R * g.S == 1 && (PQ >= 196 || col_is_x(g))) || PQ >= 729 || g.N * PQ <= 256))
     return backward_data_im2col;
   return backward_data_implicit;
 }
@@ -400,8 +408,8 @@ const std::vector<ConvBackwardAlgo>& conv2d_backward_table() {
       {{"auto", "production",
         "data: direct_n for stride 1, >= 1 vector of images and <= 6 input channels per group; "
         "strided: im2col; stride 1: the transposed forward through auto's forward choice, "
-        "or im2col for 1x1 layers that are wide (>= 196 positions) or read in place, and for large (>= 729) "
-        "layers; weight: im2col for 1x1 with >= 196 positions or read in place (one GEMM over "
+        "or im2col for 1x1 layers that are wide (>= 196 positions) or read in place, for large (>= 729) "
+        "layers and for <= 256 positions over the batch; weight: im2col for 1x1 with >= 196 positions or read in place (one GEMM over "
         "the batch); direct_n for >= 1 vector of images with >= 64 positions and either Q < 32, "
         "<= 576 taps and a block's copies <= 2 MiB, or >= 400 positions, >= 576 taps and a "
         "block's copies within this core's L3 share; direct for stride 1 with K/groups <= 32 "
