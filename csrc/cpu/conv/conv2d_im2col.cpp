@@ -55,15 +55,7 @@ void im2col_tile(const Conv2dGeometry& g, const float* xg, int64_t j0, int64_t n
             for (int64_t q = qa; q < qb; ++q) d[q] = 0.0f;
             return;
           }
-          const float* xr = xc + ih * g.W + off_w;
-          int64_t lo, hi;
-          valid_range(g.W, g.stride_w, off_w, qa, qb, &lo, &hi);
-          for (int64_t q = qa; q < lo; ++q) d[q] = 0.0f;
-          if (g.stride_w == 1)
-            for (int64_t q = lo; q < hi; ++q) d[q] = xr[q];
-          else
-            for (int64_t q = lo; q < hi; ++q) d[q] = xr[q * g.stride_w];
-          for (int64_t q = hi; q < qb; ++q) d[q] = 0.0f;
+          gather_row(g, xc + ih * g.W, off_w, qa, qb, d);
         });
       }
   }
